@@ -1,0 +1,1 @@
+"""brokerkit pytest plugin (filled in below)."""
