@@ -1,0 +1,70 @@
+"""Message validation and delivery settlement outside any broker."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from brokerkit import Delivery, DeliveryState, DeliveryStateError, InvalidMessageError, Message
+
+
+def test_defaults_and_copies() -> None:
+    headers = {"a": "b"}
+    message = Message(bytearray(b"xy"), headers, key="k")
+    headers["a"] = "changed"
+    assert message.body == b"xy" and type(message.body) is bytes
+    assert message.headers == {"a": "b"}
+    assert len(message.id) == 32
+    assert message.timestamp > 1_600_000_000
+    assert Message(b"").id != Message(b"").id
+
+
+@pytest.mark.parametrize("body", ["text", 1, None, 2.5, [1], object()])
+def test_non_bytes_bodies_are_refused(body: object) -> None:
+    with pytest.raises(InvalidMessageError, match="bytes"):
+        Message(body)  # type: ignore[arg-type]
+
+
+def test_str_body_error_suggests_encoding() -> None:
+    with pytest.raises(InvalidMessageError, match="encode"):
+        Message("text")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"key": ""},
+        {"key": 5},
+        {"id": ""},
+        {"id": "a\nb"},
+        {"timestamp": "now"},
+        {"timestamp": True},
+    ],
+)
+def test_bad_key_id_timestamp_refused(kwargs: dict[str, object]) -> None:
+    with pytest.raises(InvalidMessageError):
+        Message(b"x", **kwargs)  # type: ignore[arg-type]
+
+
+@given(st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3))
+def test_header_validation_raises_only_invalid_message(headers: dict[str, str]) -> None:
+    try:
+        message = Message(b"x", headers)
+    except InvalidMessageError:
+        return
+    assert message.headers == headers
+
+
+async def test_settlement_is_idempotent_and_exclusive() -> None:
+    acked = Delivery("t", Message(b"x"))
+    await acked.ack()
+    await acked.ack()
+    assert acked.state is DeliveryState.ACKED
+    with pytest.raises(DeliveryStateError, match="acked"):
+        await acked.nack()
+    nacked = Delivery("t", Message(b"x"))
+    await nacked.nack()
+    await nacked.nack(requeue=False)
+    with pytest.raises(DeliveryStateError, match="nacked"):
+        await nacked.ack()
