@@ -24,6 +24,7 @@ from brokerkit.core.errors import (
     NotConnectedError,
     PluginNotInstalledError,
     PublishError,
+    SettleError,
     SubscribeError,
     UnknownSchemeError,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "PluginRegistry",
     "PublishError",
     "SchemeSpec",
+    "SettleError",
     "SubscribeError",
     "SubscribeOptions",
     "Subscription",

@@ -90,5 +90,13 @@ class SubscribeError(BrokerkitError):
     """The broker refused a subscription (for example a queue or stream declaration)."""
 
 
+class SettleError(BrokerkitError):
+    """The broker could not be told about an ack or nack (e.g. the connection is gone).
+
+    The message may be delivered again: at-least-once brokers redeliver what was not
+    acknowledged.
+    """
+
+
 class BackpressureError(PublishError):
     """A bounded buffer is full and the publisher chose not to wait (memory broker)."""

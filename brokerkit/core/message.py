@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import re
 import time
-import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING
 
-from brokerkit.core.errors import DeliveryStateError, InvalidMessageError
+from brokerkit.core.errors import (
+    BrokerkitError,
+    DeliveryStateError,
+    InvalidMessageError,
+    SettleError,
+)
 
 if TYPE_CHECKING:
     from brokerkit.core.broker import Subscription
@@ -30,6 +35,18 @@ ERROR_HEADER = "x-brokerkit-error"
 ORIGINAL_TOPIC_HEADER = "x-brokerkit-original-topic"
 ORIGINAL_ID_HEADER = "x-brokerkit-original-id"
 ATTEMPTS_HEADER = "x-brokerkit-attempts"
+
+
+def new_id() -> str:
+    """A random UUID4 as 32 hex digits, like ``uuid.uuid4().hex`` at a third of the cost.
+
+    Same randomness (``os.urandom``), same format; builds no ``uuid.UUID`` object, which
+    made the default id the largest single cost of an in-memory publish. Thread-safe.
+    """
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    return raw.hex()
 
 
 def _check_headers(headers: object) -> dict[str, str]:
@@ -91,7 +108,7 @@ class Message:
         self.body: bytes = body
         self.headers: dict[str, str] = {} if headers is None else _check_headers(headers)
         if id is None:
-            id = uuid.uuid4().hex
+            id = new_id()
         elif not isinstance(id, str) or not id or not id.isprintable():
             raise InvalidMessageError(f"message id must be a non-empty printable str, got {id!r}")
         self.id: str = id
@@ -103,6 +120,20 @@ class Message:
         elif isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)):
             raise InvalidMessageError(f"timestamp must be a number, got {timestamp!r}")
         self.timestamp: float = float(timestamp)
+
+    def copy(self) -> Message:
+        """An equal message with its own ``headers`` dict, without re-validating.
+
+        What a plugin hands each delivery (a real broker gives every receiver its own
+        decoded copy). Pure; the body (immutable bytes) is shared.
+        """
+        copy = _new_message(Message)
+        copy.body = self.body
+        copy.headers = dict(self.headers) if self.headers else {}
+        copy.id = self.id
+        copy.key = self.key
+        copy.timestamp = self.timestamp
+        return copy
 
     def __repr__(self) -> str:
         return (
@@ -122,6 +153,9 @@ class Message:
         )
 
     __hash__ = None  # type: ignore[assignment]  # mutable-looking; compare, don't hash
+
+
+_new_message = object.__new__
 
 
 class DeliveryState(enum.Enum):
@@ -179,7 +213,7 @@ class Delivery:
         if self.state is DeliveryState.NACKED:
             raise DeliveryStateError(f"{self!r} was nacked; it cannot be acked as well")
         self.state = DeliveryState.ACKED
-        await self._ack()
+        await self._settle(self._ack(), "ack")
 
     async def nack(self, requeue: bool = True) -> None:
         """Reject the message.
@@ -204,7 +238,7 @@ class Delivery:
             and self.attempt >= options.max_deliver
         )
         if options is None or (requeue and not exhausted):
-            await self._nack(requeue)
+            await self._settle(self._nack(requeue), "nack")
             return
         if options.dead_letter is not None and self.subscription is not None:
             await self.subscription.broker.publish(
@@ -219,7 +253,19 @@ class Delivery:
                 error,
             )
         # The message is handled (dead-lettered or dropped): remove it from the source.
-        await self._ack()
+        await self._settle(self._ack(), "ack")
+
+    async def _settle(self, operation: Awaitable[None], name: str) -> None:
+        try:
+            await operation
+        except BrokerkitError:
+            raise
+        except Exception as exc:
+            if self.subscription is not None:
+                raise self.subscription.broker.error(
+                    SettleError, f"{name} of message {self.message.id}", exc
+                ) from None
+            raise SettleError(f"{name} of message {self.message.id} failed: {exc}") from None
 
     def _dead_letter_message(self, error: str) -> Message:
         error = " ".join(error.split())[:_MAX_ERROR_HEADER] or "error"

@@ -68,3 +68,16 @@ async def test_settlement_is_idempotent_and_exclusive() -> None:
     await nacked.nack(requeue=False)
     with pytest.raises(DeliveryStateError, match="nacked"):
         await nacked.ack()
+
+
+class _BrokenDelivery(Delivery):
+    async def _ack(self) -> None:
+        raise RuntimeError("driver exploded")
+
+
+async def test_driver_errors_while_settling_become_settle_error() -> None:
+    from brokerkit import SettleError
+
+    with pytest.raises(SettleError, match="driver exploded") as info:
+        await _BrokenDelivery("t", Message(b"x")).ack()
+    assert info.value.__cause__ is None and info.value.__suppress_context__
