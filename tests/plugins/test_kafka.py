@@ -1,0 +1,331 @@
+"""Kafka-specific tests for ``kafka://`` against a real broker (Tansu or Kafka).
+
+The broker is ``BROKERKIT_KAFKA_BOOTSTRAP`` (``host:port``, set by scripts/test); else
+127.0.0.1:9092 if a Kafka broker answers there; else a Tansu started for this module with
+scripts/kafka-server (and stopped afterwards). Where none can be had the tests are
+skipped, except with ``CI=true``, where that is a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.partitioner import murmur2
+
+import brokerkit
+from brokerkit import InvalidOptionError, PublishError, SubscribeError
+from brokerkit.core.message import Delivery
+from brokerkit.plugins.kafka import ID_HEADER, TIMESTAMP_HEADER, KafkaDelivery
+from brokerkit.testing.helpers import Collector
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "kafka-server"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+# Fast group joins on Tansu (see the plugin docstring); valid for Tansu only.
+FAST = (
+    "fetch_max_wait_ms=10&session_timeout_ms=1000&heartbeat_interval_ms=100"
+    "&rebalance_timeout_ms=1000"
+)
+PASSWORD = "pw-kafka-7f3a-secret"
+
+
+def _run(command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), command], capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.fixture(scope="module")
+def bootstrap() -> Iterator[str]:
+    given = os.environ.get("BROKERKIT_KAFKA_BOOTSTRAP")
+    if given:
+        yield given
+        return
+    if _run("status").returncode == 0:
+        yield "127.0.0.1:9092"
+        return
+    started = _run("start")
+    if started.returncode != 0:
+        reason = f"no Kafka broker and Tansu could not start: {started.stderr.strip()}"
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        yield started.stdout.strip()
+    finally:
+        _run("stop")
+
+
+@pytest.fixture
+def url(bootstrap: str) -> str:
+    return f"kafka://{bootstrap}?{FAST}"
+
+
+@pytest.fixture
+def topic() -> str:
+    return f"bk.kafka.{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def admin(bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient]:
+    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await client.start()
+    yield client
+    await client.close()
+
+
+async def _partitions(admin: AIOKafkaAdminClient, topic: str) -> set[int]:
+    (described,) = await admin.describe_topics([topic])
+    return {p["partition"] for p in described["partitions"]}
+
+
+async def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int | None]:
+    """The group's committed offsets for ``topic`` (read without joining the group)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        numbers = consumer.partitions_for_topic(topic) or set()
+        return {n: await consumer.committed(TopicPartition(topic, n)) for n in sorted(numbers)}
+    finally:
+        await asyncio.sleep(0.01)  # aiokafka cannot stop a consumer in its first tick
+        await consumer.stop()
+
+
+async def test_topic_is_created_on_first_use_with_the_partition_count(
+    bootstrap: str, topic: str, admin: AIOKafkaAdminClient
+) -> None:
+    async with brokerkit.connect(f"kafka://{bootstrap}?partitions=5") as broker:
+        await broker.publish(topic, b"first")
+    assert await _partitions(admin, topic) == {0, 1, 2, 3, 4}
+
+
+async def test_a_key_always_lands_on_the_same_partition(url: str, topic: str) -> None:
+    async with brokerkit.connect(url) as broker:
+        collector = Collector()
+        await broker.subscribe(topic, collector)
+        keys = [f"user-{i}" for i in range(6)]
+        for round_ in range(3):
+            for key in keys:
+                await broker.publish(topic, f"{key}/{round_}".encode(), key=key)
+        deliveries = await collector.wait_for(18)
+    by_key: dict[str, set[int]] = {}
+    for delivery in deliveries:
+        assert isinstance(delivery, KafkaDelivery)
+        assert delivery.message.key is not None
+        by_key.setdefault(delivery.message.key, set()).add(delivery.partition)
+    for key, partitions in by_key.items():
+        # One partition per key, and the Java client's murmur2 choice (interoperable).
+        assert partitions == {(murmur2(key.encode()) & 0x7FFFFFFF) % 3}, key
+    for key in keys:  # order per key
+        bodies = [d.message.body for d in deliveries if d.message.key == key]
+        assert bodies == [f"{key}/{r}".encode() for r in range(3)]
+
+
+async def test_create_topics_false_refuses_missing_topics(
+    bootstrap: str, topic: str, admin: AIOKafkaAdminClient
+) -> None:
+    async with brokerkit.connect(f"kafka://{bootstrap}?create_topics=false") as broker:
+        with pytest.raises(PublishError, match="create_topics=false") as published:
+            await broker.publish(topic, b"nowhere")
+        assert topic in str(published.value)
+        with pytest.raises(SubscribeError, match="does not exist"):
+            await broker.subscribe(topic, Collector())
+    assert topic not in await admin.list_topics()
+
+
+async def test_create_topics_false_uses_an_existing_topic(bootstrap: str, topic: str) -> None:
+    async with brokerkit.connect(f"kafka://{bootstrap}?partitions=2") as creator:
+        await creator.publish(topic, b"created")
+    async with brokerkit.connect(f"kafka://{bootstrap}?create_topics=false&{FAST}") as broker:
+        collector = Collector()
+        await broker.subscribe(topic, collector)
+        await broker.publish(topic, b"exists")
+        assert (await collector.wait_for(1))[0].message.body == b"exists"
+
+
+async def test_durable_commits_acked_offsets_and_resumes_from_them(
+    url: str, bootstrap: str, topic: str
+) -> None:
+    group = f"durable-{uuid.uuid4().hex[:8]}"
+    async with brokerkit.connect(url) as broker:
+        first = Collector()
+        subscription = await broker.subscribe(topic, first, durable=group)
+        for i in range(4):
+            await broker.publish(topic, f"a{i}".encode(), key="k")
+        await first.wait_for(4)
+        await subscription.unsubscribe()
+        committed = await _committed(bootstrap, group, topic)
+        partition = (murmur2(b"k") & 0x7FFFFFFF) % 3
+        assert committed[partition] == 4  # the offset after the last acked record
+        await broker.publish(topic, b"later", key="k")
+        second = Collector()
+        await broker.subscribe(topic, second, durable=group)
+        await second.wait_for(1)
+        await second.assert_no_more(1, within=0.5)
+        assert second.bodies == [b"later"]
+
+
+async def test_commit_never_passes_an_unacked_message(url: str, bootstrap: str, topic: str) -> None:
+    group = f"gap-{uuid.uuid4().hex[:8]}"
+    async with brokerkit.connect(url, commit_interval_ms=0) as broker:
+        collector = Collector()
+        subscription = await broker.subscribe(
+            topic, collector, durable=group, ack="manual", max_in_flight=3
+        )
+        for i in range(3):
+            await broker.publish(topic, f"m{i}".encode(), key="same")
+        deliveries = await collector.wait_for(3)
+        assert [d.message.body for d in deliveries] == [b"m0", b"m1", b"m2"]
+        # Ack the later two only: the commit must stay before m0.
+        await deliveries[1].ack()
+        await deliveries[2].ack()
+        await asyncio.sleep(0.2)
+        await subscription.unsubscribe()
+        committed = await _committed(bootstrap, group, topic)
+        partition = (murmur2(b"same") & 0x7FFFFFFF) % 3
+        assert committed[partition] == 0
+        again = Collector()
+        await broker.subscribe(topic, again, durable=group)
+        await again.wait_for(3)
+        assert again.bodies == [b"m0", b"m1", b"m2"]
+
+
+async def test_nack_redelivers_without_stalling_other_keys(url: str, topic: str) -> None:
+    order: list[tuple[bytes, int]] = []
+
+    async def handler(delivery: Delivery) -> None:
+        order.append((delivery.message.body, delivery.attempt))
+        if delivery.message.body == b"bad" and delivery.attempt < 3:
+            raise RuntimeError("try again")
+
+    async with brokerkit.connect(url) as broker:
+        collector = Collector(handler)
+        await broker.subscribe(topic, collector, max_in_flight=4)
+        await broker.publish(topic, b"bad", key="a")
+        for i in range(5):
+            await broker.publish(topic, f"good-{i}".encode(), key=f"b{i}")
+        await collector.wait_for(8)
+    assert (b"bad", 3) in order
+    assert {body for body, _ in order} == {b"bad"} | {f"good-{i}".encode() for i in range(5)}
+
+
+async def test_records_carry_kafka_headers_key_and_timestamp(
+    url: str, bootstrap: str, topic: str
+) -> None:
+    async with brokerkit.connect(url) as broker:
+        collector = Collector()
+        await broker.subscribe(topic, collector)
+        sent = brokerkit.Message(b"body", {"lang": "ελληνικά"}, key="k-1", timestamp=1700000000.25)
+        await broker.publish(topic, sent)
+        (delivery,) = await collector.wait_for(1)
+        # A record from another Kafka client, without brokerkit's headers.
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        try:
+            meta = await producer.send_and_wait(
+                topic,
+                b"raw",
+                key=b"rk",
+                headers=[("h", b"v"), ("bad name", b"x")],
+                timestamp_ms=1_600_000_000_000,
+            )
+        finally:
+            await producer.stop()
+        raw = (await collector.wait_for(2))[1]
+    assert delivery.message == sent
+    assert ID_HEADER not in delivery.message.headers
+    assert TIMESTAMP_HEADER not in delivery.message.headers
+    assert raw.message.body == b"raw"
+    assert raw.message.key == "rk"
+    assert raw.message.headers == {"h": "v"}
+    assert raw.message.id == f"{topic}:{meta.partition}:{meta.offset}"
+    assert raw.message.timestamp == 1_600_000_000.0
+
+
+async def test_start_earliest_on_a_plain_subscription_replays(url: str, topic: str) -> None:
+    async with brokerkit.connect(url) as broker:
+        await broker.publish_many(topic, [b"r0", b"r1", b"r2"])
+        collector = Collector()
+        await broker.subscribe(topic, collector, start="earliest")
+        await collector.wait_for(3)
+        assert sorted(collector.bodies) == [b"r0", b"r1", b"r2"]
+
+
+def test_unknown_option_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(InvalidOptionError, match="unknown option 'fetch_wait'") as caught:
+        brokerkit.connect("kafka://127.0.0.1:9092?fetch_wait=10")
+    assert "fetch_max_wait_ms" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("query", "match"),
+    [
+        ("partitions=0", "partitions"),
+        ("acks=2", "acks"),
+        ("security_protocol=TLS", "security_protocol"),
+        ("sasl_mechanism=GSSAPI", "sasl_mechanism"),
+        ("security_protocol=SASL_PLAINTEXT", "needs a user name and password"),
+        ("security_protocol=PLAINTEXT&ssl_ca=/x.pem", "SSL or SASL_SSL"),
+        ("security_protocol=SSL&ssl_key=/k.pem", "ssl_key needs ssl_cert"),
+    ],
+)
+def test_bad_options_are_refused(query: str, match: str) -> None:
+    with pytest.raises(InvalidOptionError, match=match):
+        brokerkit.connect(f"kafka://127.0.0.1:9092?{query}")
+
+
+def test_credentials_choose_sasl_and_never_show_the_password() -> None:
+    broker = brokerkit.connect(
+        f"kafka://alice:{PASSWORD}@127.0.0.1:9092?sasl_mechanism=SCRAM-SHA-256"
+    )
+    assert broker.security_protocol == "SASL_PLAINTEXT"  # type: ignore[attr-defined]
+    assert broker.sasl_mechanism == "SCRAM-SHA-256"  # type: ignore[attr-defined]
+    assert PASSWORD not in repr(broker) and PASSWORD not in str(broker.url)
+    with pytest.raises(InvalidOptionError) as caught:
+        brokerkit.connect(f"kafka://alice:{PASSWORD}@127.0.0.1:9092?security_protocol=SSL")
+    assert PASSWORD not in str(caught.value) and PASSWORD not in repr(caught.value)
+    with pytest.raises(InvalidOptionError) as secret:
+        brokerkit.connect(
+            f"kafka://127.0.0.1:9092?security_protocol=SSL&ssl_key_password={PASSWORD}"
+        )
+    assert PASSWORD not in str(secret.value)
+
+
+async def test_connect_failure_is_a_brokerkit_error_without_password() -> None:
+    broker = brokerkit.connect(
+        f"kafka://bob:{PASSWORD}@127.0.0.1:1?connect_timeout=3&request_timeout_ms=1000"
+    )
+    with pytest.raises(brokerkit.BrokerConnectionError) as caught:
+        await broker.connect()
+    text = f"{caught.value} {caught.value!r} {caught.value.__cause__!r}"
+    assert PASSWORD not in text
+    assert not broker.connected
+
+
+async def test_publish_many_is_ordered_per_partition(url: str, topic: str) -> None:
+    async with brokerkit.connect(url) as broker:
+        collector = Collector()
+        await broker.subscribe(topic, collector)
+        bodies = [f"{i:04d}".encode() for i in range(500)]
+        await broker.publish_many(topic, [brokerkit.Message(b, key="one") for b in bodies])
+        await collector.wait_for(500)
+        assert collector.bodies == bodies
+
+
+async def test_wildcard_plain_subscription_finds_new_topics(url: str, topic: str) -> None:
+    async with brokerkit.connect(url + "&pattern_refresh_ms=200") as broker:
+        collector = Collector()
+        await broker.subscribe(f"{topic}.*", collector)
+        await broker.publish(f"{topic}.created-later", b"found")
+        await broker.publish(f"{topic}.a.b", b"too deep")
+        (delivery,) = await collector.wait_for(1)
+        assert delivery.topic == f"{topic}.created-later"
+        await collector.assert_no_more(1, within=0.5)
