@@ -36,3 +36,12 @@ def contract(*capabilities: Capability) -> Callable[[F], F]:
 def numbered(count: int, prefix: str = "m") -> list[bytes]:
     """``count`` distinct bodies: ``b"m-0"``, ``b"m-1"``, ..."""
     return [f"{prefix}-{i}".encode() for i in range(count)]
+
+
+def group_name(topic: str, base: str) -> str:
+    """A queue or durable name unique to the test that owns ``topic``.
+
+    Real brokers keep groups and durable consumers across tests (and runs), so a name
+    shared between tests could carry one test's state into another.
+    """
+    return f"{base}-{topic.rsplit('.', 1)[-1]}"

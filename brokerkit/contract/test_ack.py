@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from brokerkit.contract._support import ARRIVE, QUIET, contract
+from brokerkit.contract._support import ARRIVE, QUIET, contract, group_name
 from brokerkit.core.broker import Broker
 from brokerkit.core.capabilities import Capability
 from brokerkit.core.errors import DeliveryStateError
@@ -129,14 +129,14 @@ async def test_message_unacked_by_a_crashed_consumer_is_delivered_again(
 ) -> None:
     crashing = await make_broker()
     first = Collector()  # never acks: the consumer "crashes" before acking
-    await crashing.subscribe(topic, first, durable="crashy", ack="manual")
+    await crashing.subscribe(topic, first, durable=group_name(topic, "crashy"), ack="manual")
     await crashing.publish(topic, b"important")
     await first.wait_for(1, ARRIVE)
     await crashing.disconnect()
 
     restarted = await make_broker()
     second = Collector()
-    await restarted.subscribe(topic, second, durable="crashy", ack="manual")
+    await restarted.subscribe(topic, second, durable=group_name(topic, "crashy"), ack="manual")
     (delivery,) = await second.wait_for(1, ARRIVE)
     assert delivery.message.body == b"important"
     assert delivery.message.id == first.deliveries[0].message.id

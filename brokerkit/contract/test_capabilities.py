@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from brokerkit.contract._support import ARRIVE, QUIET, contract
+from brokerkit.contract._support import ARRIVE, QUIET, contract, group_name
 from brokerkit.core.broker import Broker
 from brokerkit.core.capabilities import Capability
 from brokerkit.core.errors import CapabilityError
@@ -16,9 +16,9 @@ from brokerkit.testing.helpers import Collector
 def _subscribe_request(capability: Capability, topic: str) -> tuple[str, dict[str, Any]]:
     requests: dict[Capability, tuple[str, dict[str, Any]]] = {
         Capability.WILDCARDS: (f"{topic}.*", {}),
-        Capability.QUEUE_GROUPS: (topic, {"queue": "capability-check"}),
+        Capability.QUEUE_GROUPS: (topic, {"queue": group_name(topic, "capability-check")}),
         Capability.ACK: (topic, {"ack": "manual"}),
-        Capability.DURABLE: (topic, {"durable": "capability-check"}),
+        Capability.DURABLE: (topic, {"durable": group_name(topic, "capability-check")}),
         Capability.REPLAY: (topic, {"start": "earliest"}),
         Capability.DEAD_LETTER: (topic, {"max_deliver": 2, "dead_letter": f"{topic}.dead"}),
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from brokerkit.contract._support import ARRIVE, contract, numbered
+from brokerkit.contract._support import ARRIVE, contract, group_name, numbered
 from brokerkit.core.capabilities import Capability
 from brokerkit.core.message import Delivery
 from brokerkit.testing.helpers import Collector, wait_until
@@ -16,9 +16,9 @@ from brokerkit.testing.pytest_plugin import MakeBroker
 async def test_each_message_goes_to_exactly_one_member(make_broker: MakeBroker, topic: str) -> None:
     first, second = await make_broker(), await make_broker()
     members = [Collector() for _ in range(3)]
-    await first.subscribe(topic, members[0], queue="workers")
-    await first.subscribe(topic, members[1], queue="workers")
-    await second.subscribe(topic, members[2], queue="workers")
+    await first.subscribe(topic, members[0], queue=group_name(topic, "workers"))
+    await first.subscribe(topic, members[1], queue=group_name(topic, "workers"))
+    await second.subscribe(topic, members[2], queue=group_name(topic, "workers"))
     bodies = numbered(300)
     for body in bodies:
         await first.publish(topic, body)
@@ -42,7 +42,7 @@ async def test_queue_group_and_plain_subscriber_both_receive(
     members = [Collector(), Collector()]
     await broker.subscribe(topic, plain)
     for member in members:
-        await broker.subscribe(topic, member, queue="mailer")
+        await broker.subscribe(topic, member, queue=group_name(topic, "mailer"))
     bodies = numbered(40)
     for body in bodies:
         await broker.publish(topic, body)
@@ -59,7 +59,7 @@ async def test_two_queue_groups_each_get_every_message(make_broker: MakeBroker, 
     groups = {name: [Collector(), Collector()] for name in ("billing", "shipping")}
     for name, members in groups.items():
         for member in members:
-            await broker.subscribe(topic, member, queue=name)
+            await broker.subscribe(topic, member, queue=group_name(topic, name))
     bodies = numbered(30)
     for body in bodies:
         await broker.publish(topic, body)
@@ -79,8 +79,8 @@ async def test_member_leaving_midway_loses_nothing(make_broker: MakeBroker, topi
         await asyncio.sleep(0.005)
         handled.add(delivery.message.body)
 
-    leaving = await first.subscribe(topic, slow, queue="workers")
-    await second.subscribe(topic, slow, queue="workers")
+    leaving = await first.subscribe(topic, slow, queue=group_name(topic, "workers"))
+    await second.subscribe(topic, slow, queue=group_name(topic, "workers"))
     bodies = numbered(100)
     for body in bodies[:50]:
         await first.publish(topic, body)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from brokerkit.contract._support import ARRIVE, QUIET, contract, numbered
+from brokerkit.contract._support import ARRIVE, QUIET, contract, group_name, numbered
 from brokerkit.core.broker import Broker
 from brokerkit.core.capabilities import Capability
 from brokerkit.testing.helpers import Collector
@@ -40,11 +40,13 @@ async def test_replay_keeps_order_per_key(broker: Broker, topic: str) -> None:
 async def test_durable_start_applies_only_on_first_use(broker: Broker, topic: str) -> None:
     await broker.publish(topic, b"old")
     first = Collector()
-    subscription = await broker.subscribe(topic, first, durable="replayer", start="earliest")
+    subscription = await broker.subscribe(
+        topic, first, durable=group_name(topic, "replayer"), start="earliest"
+    )
     await first.wait_for(1, ARRIVE)
     await subscription.unsubscribe()
     second = Collector()
-    await broker.subscribe(topic, second, durable="replayer", start="earliest")
+    await broker.subscribe(topic, second, durable=group_name(topic, "replayer"), start="earliest")
     await broker.publish(topic, b"new")
     await second.wait_for(1, ARRIVE)
     await second.assert_no_more(1, within=QUIET)
