@@ -1,10 +1,880 @@
-"""Placeholder while the nats plugin is written; it declares no scheme yet."""
+"""NATS through nats-py: ``nats://`` (NATS core) and ``nats+jetstream://`` (JetStream).
 
+URLs::
+
+    nats://[user:password@]host[:4222][,host2[:4222]...][?option=value&...]
+    nats://token@host                     a user name without a password is a token
+    nats+jetstream://host:4222?storage=memory&max_age=3600
+
+Connection options (both schemes): ``token`` (secret), ``tls`` (true: TLS with the
+system's CA store), ``tls_ca`` / ``tls_cert`` / ``tls_key`` (PEM files; any of them
+implies TLS), ``tls_hostname``, ``name`` (client name shown by the server),
+``reconnect``, ``max_reconnect_attempts``, ``reconnect_time_wait``. Several hosts in one
+URL are tried in order and used for reconnects.
+
+Message mapping (both schemes). Topics are NATS subjects as they are: brokerkit's
+grammar and wildcards (``*`` one token, ``>`` the rest) are NATS's own. A message
+travels as the NATS payload plus headers:
+
+* ``Nats-Msg-Id`` carries :attr:`Message.id` (on JetStream as ``<id>:<topic>``, which
+  JetStream uses to drop a retried publish within the stream's duplicate window, two
+  minutes by default), ``Brokerkit-Key`` the key and
+  ``Brokerkit-Ts`` the timestamp; they are removed from the headers a handler sees;
+* user headers travel as NATS headers. Names that are not HTTP tokens, or that start
+  with ``Nats-`` or ``Brokerkit-`` (reserved), are sent escaped as
+  ``Brokerkit-N-<percent-encoded name>``; values that NATS would trim (leading or
+  trailing white space) are percent-encoded and listed in ``Brokerkit-Enc``. Every
+  header therefore survives the round trip exactly.
+
+A message larger than the server's ``max_payload`` (body plus headers; 1 MB by
+default on nats-server) is refused with :class:`PublishError` naming the limit; raise
+``max_payload`` in the server configuration to carry bigger messages.
+
+``nats://`` — NATS core, **at most once**. ``publish`` returns once the message is
+written to the client's outgoing buffer (flushed by nats-py's flusher right after); a
+connection lost at that moment loses it. ``subscribe`` returns after a round trip to
+the server, so the subscription is live. ``queue`` is a NATS queue subscription. Order
+is kept per subject from one publisher (one connection), hence per key. No ack,
+durable, replay or dead letter: asking for them raises :class:`CapabilityError`.
+
+``nats+jetstream://`` — JetStream, **at least once**, every capability:
+
+* ``publish`` returns once the stream stored the message (the JetStream PubAck).
+* Streams. Each topic belongs to a stream. With the ``stream`` option, every topic
+  uses that one stream (created with ``stream_subjects`` if it does not exist).
+  Otherwise a stream that already covers the topic is used as it is; if none does, a
+  stream ``<stream_prefix><first token>`` (``BK_orders`` for ``orders.created``) with
+  the subjects ``<token>`` and ``<token>.>`` is created, with ``storage``, ``max_msgs``,
+  ``max_bytes`` and ``max_age`` (defaults: file storage, 1,000,000 messages, no byte
+  limit, 24 hours; the oldest are discarded). A pattern whose first token is a
+  wildcard (``*.created``) needs the ``stream`` option. A stream whose subjects overlap
+  the default one is never changed: that raises an error asking for ``stream``.
+* Consumers are pull consumers with explicit ack on the topic's stream, filtered by the
+  topic or pattern: an ephemeral one per plain subscription (deleted on unsubscribe),
+  one shared durable consumer per ``(topic, queue, durable)`` for ``queue`` and for
+  ``durable`` (kept on unsubscribe; ``start`` applies when it is first created).
+  ``nack`` is a NAK without delay (redelivered at once); ``attempt`` is the server's
+  delivery count. ``max_deliver`` is applied by brokerkit (the consumer's own limit is
+  unlimited). Unsubscribe and disconnect NAK every message the subscription received
+  but did not settle, so they are redelivered at once; after a crash the server
+  redelivers them after ``ack_wait``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote
+
+from brokerkit.core.broker import Broker, Handler, Subscription
+from brokerkit.core.capabilities import ALL_CAPABILITIES, Capability
+from brokerkit.core.errors import (
+    AuthenticationError,
+    BrokerConnectionError,
+    BrokerkitError,
+    InvalidOptionError,
+    PublishError,
+    SubscribeError,
+)
 from brokerkit.core.hookspecs import hookimpl
+from brokerkit.core.message import Delivery, Message
+from brokerkit.core.options import (
+    OptionSpec,
+    SubscribeOptions,
+    as_bool,
+    as_choice,
+    as_float,
+    as_int,
+    as_str,
+)
 from brokerkit.core.registry import SchemeSpec
+from brokerkit.core.url import BrokerURL, scrub
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription as NatsSubscription
+    from nats.js.client import JetStreamContext
+
+log = logging.getLogger("brokerkit.nats")
+
+ID_HEADER = "Nats-Msg-Id"
+KEY_HEADER = "Brokerkit-Key"
+TS_HEADER = "Brokerkit-Ts"
+ENC_HEADER = "Brokerkit-Enc"
+NAME_PREFIX = "Brokerkit-N-"
+_RESERVED_PREFIXES = ("nats-", "brokerkit-")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # what nats-py accepts as a name
+_NAME_SAFE = "!#$&'*+^`|~"  # token characters quote() would escape, except '%'
+_STATUS = "Status"
+_PULL_EXPIRES = 5.0  # seconds a pull request waits on the server
+_API_TIMEOUT = 10  # seconds (nats-py wants an int for flush)
+
+
+# --- message <-> NATS headers -------------------------------------------------------------
+
+
+def encode_headers(message: Message, scope: str | None = None) -> dict[str, str]:
+    """The NATS headers carrying ``message``'s id, key, timestamp and headers. Pure.
+
+    With ``scope`` (the topic, on JetStream) the id header is ``<id>:<topic>``, so that
+    JetStream's de-duplication, which is per stream, drops a retried publish but not
+    the same message published to another topic of the stream.
+    """
+    out: dict[str, str] = {}
+    encoded: list[str] = []
+
+    def put(name: str, value: str) -> None:
+        if value != value.strip() or not value.isprintable():  # NATS would alter it
+            value = quote(value, safe="")
+            encoded.append(name)
+        out[name] = value
+
+    # Our own headers come first: nats-server finds a header by its first occurrence.
+    put(ID_HEADER, message.id if scope is None else f"{message.id}:{scope}")
+    if message.key is not None:
+        put(KEY_HEADER, message.key)
+    put(TS_HEADER, repr(message.timestamp))
+    for name, value in message.headers.items():
+        sent = name
+        if not _TOKEN.fullmatch(name) or name.lower().startswith(_RESERVED_PREFIXES):
+            sent = NAME_PREFIX + quote(name, safe=_NAME_SAFE)
+        put(sent, value)
+    if encoded:
+        out[ENC_HEADER] = " ".join(encoded)
+    return out
+
+
+def decode_message(
+    subject: str, data: bytes, headers: dict[str, str] | None, default_id: str | None = None
+) -> Message:
+    """Rebuild a :class:`Message` received on ``subject`` from a NATS payload and headers.
+
+    Pure. Messages from other NATS clients (without brokerkit's headers) get
+    ``default_id`` (or a new id) and the current time.
+    """
+    raw = dict(headers) if headers else {}
+    raw.pop(_STATUS, None)
+    encoded = set(raw.pop(ENC_HEADER, "").split())
+
+    def take(name: str) -> str | None:
+        value = raw.pop(name, None)
+        if value is not None and name in encoded:
+            value = unquote(value)
+        return value
+
+    msg_id = take(ID_HEADER)
+    if msg_id is not None and msg_id.endswith(":" + subject):
+        msg_id = msg_id[: -len(subject) - 1]
+    msg_id = msg_id or default_id
+    key = take(KEY_HEADER) or None
+    ts_text = take(TS_HEADER)
+    timestamp: float | None = None
+    if ts_text is not None:
+        try:
+            timestamp = float(ts_text)
+        except ValueError:
+            timestamp = None
+    user: dict[str, str] = {}
+    for name in list(raw):
+        value = take(name)
+        assert value is not None
+        if name.startswith(NAME_PREFIX):
+            user[unquote(name[len(NAME_PREFIX) :])] = value
+        elif not name.lower().startswith(_RESERVED_PREFIXES):
+            user[name] = value
+    try:
+        return Message(data, user, id=msg_id or None, key=key, timestamp=timestamp)
+    except BrokerkitError:  # a foreign message with headers brokerkit does not accept
+        return Message(data, None, id=msg_id or None, key=key, timestamp=timestamp)
+
+
+def _encoded_size(payload: bytes, headers: dict[str, str]) -> int:
+    # "NATS/1.0\r\n" + "name: value\r\n" per header + "\r\n"
+    size = 12 + len(payload)
+    for name, value in headers.items():
+        size += len(name) + len(value.encode("utf-8", "surrogatepass")) + 4
+    return size
+
+
+# --- the common connection ----------------------------------------------------------------
+
+
+def _is_auth_error(exc: BaseException) -> bool:
+    from nats import errors
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, errors.AuthorizationError):
+            return True
+        text = str(current).lower()
+        if "authorization" in text or "authentication" in text:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+class _NatsBroker(Broker):
+    """The connection handling shared by both NATS schemes."""
+
+    def __init__(self, url: BrokerURL, options: dict[str, object], spec: SchemeSpec) -> None:
+        super().__init__(url, options, spec)
+        if options.get("token") is not None and url.username is not None:
+            raise InvalidOptionError(
+                f"{url.redacted()}: give either a token or user:password, not both"
+            )
+        self._nc: Client | None = None
+        self._auth_failed = False
+
+    def _tls_context(self) -> Any:
+        import ssl
+
+        ca, cert, key = (self.options.get(n) for n in ("tls_ca", "tls_cert", "tls_key"))
+        if not (self.options.get("tls") or ca or cert or key):
+            return None
+        context = ssl.create_default_context(cafile=str(ca) if ca else None)
+        if cert:
+            context.load_cert_chain(str(cert), str(key) if key else None)
+        return context
+
+    async def _connect(self) -> None:
+        from nats.aio.client import Client
+
+        tls = self._tls_context()
+        scheme = "tls" if tls is not None else "nats"
+        servers = [f"{scheme}://{host}:{port}" for host, port in self.url.host_ports()]
+        user, password, token = self.url.username, self.url.password, self.options.get("token")
+        if user is not None and password is None:  # nats://token@host
+            user, token = None, user
+        self._auth_failed = False
+
+        nc = Client()
+        connecting: asyncio.Future[None] | None = None
+
+        async def on_error(exc: Exception) -> None:
+            if _is_auth_error(exc):
+                self._auth_failed = True
+                # nats-py would retry refused credentials until connect_timeout.
+                if connecting is not None and not connecting.done():
+                    connecting.cancel()
+            log.warning("nats %s: %s", self.url.redacted(), scrub(str(exc), self.url))
+
+        async def on_disconnected() -> None:
+            log.info("nats %s: disconnected", self.url.redacted())
+
+        async def on_reconnected() -> None:
+            log.info("nats %s: reconnected", self.url.redacted())
+
+        kwargs: dict[str, Any] = {
+            "servers": servers,
+            "name": self.options["name"],
+            "allow_reconnect": self.options["reconnect"],
+            "max_reconnect_attempts": self.options["max_reconnect_attempts"],
+            "reconnect_time_wait": self.options["reconnect_time_wait"],
+            "connect_timeout": self.options["connect_timeout"],
+            "error_cb": on_error,
+            "disconnected_cb": on_disconnected,
+            "reconnected_cb": on_reconnected,
+            "user": user,
+            "password": password,
+            "token": token,
+            "pending_size": 64 * 1024 * 1024,
+        }
+        if tls is not None:
+            kwargs["tls"] = tls
+            if self.options.get("tls_hostname"):
+                kwargs["tls_hostname"] = self.options["tls_hostname"]
+        failure: BrokerkitError | None = None
+        connecting = asyncio.ensure_future(nc.connect(**kwargs))
+        try:
+            await asyncio.wait({connecting})
+        except asyncio.CancelledError:  # connect_timeout, or the caller gave up
+            connecting.cancel()
+            await nc.close()
+            raise
+        if connecting.cancelled() or connecting.exception() is not None:
+            await nc.close()
+        try:
+            connecting.result()
+            self._nc = nc
+        except asyncio.CancelledError:
+            failure = AuthenticationError(
+                f"connect to {self.url.redacted()} failed: the server refused the "
+                "credentials (authorization violation)"
+            )
+        except Exception as exc:
+            if self._auth_failed or _is_auth_error(exc):
+                failure = AuthenticationError(
+                    f"connect to {self.url.redacted()} failed: the server refused the "
+                    "credentials (authorization violation)"
+                )
+            else:
+                failure = self.error(BrokerConnectionError, "connect", exc)
+        # Raised outside the except block so that no client exception is chained.
+        if failure is not None:
+            raise failure
+
+    async def _disconnect(self) -> None:
+        nc, self._nc = self._nc, None
+        if nc is None:
+            return
+        try:
+            if nc.is_connected:
+                await nc.flush(timeout=2)
+        except Exception as exc:
+            log.debug("flush before close failed: %s", scrub(str(exc), self.url))
+        finally:
+            await nc.close()
+
+    def _client(self) -> Client:
+        if self._nc is None:
+            raise BrokerConnectionError(f"{self.url.redacted()}: the connection is closed")
+        return self._nc
+
+    _scoped_ids = False
+
+    def _headers_for(self, topic: str, message: Message) -> dict[str, str]:
+        headers = encode_headers(message, topic if self._scoped_ids else None)
+        limit = self._client().max_payload
+        size = _encoded_size(message.body, headers)
+        if size > limit:
+            raise PublishError(
+                f"publish to {topic!r} on {self.url.redacted()} refused: the message is "
+                f"{size} bytes (body and headers) but the server's max_payload is {limit} "
+                "bytes; raise max_payload in the nats-server configuration"
+            )
+        return headers
+
+
+# --- NATS core ------------------------------------------------------------------------------
+
+
+class _CoreSubscription(Subscription):
+    def __init__(
+        self, broker: NatsBroker, topic: str, handler: Handler, options: SubscribeOptions
+    ) -> None:
+        super().__init__(broker, topic, handler, options)
+        self._sub: NatsSubscription | None = None
+
+    async def start(self, nc: Client) -> None:
+        self._sub = await nc.subscribe(self.topic, queue=self.options.queue or "", cb=self._on_msg)
+        await nc.flush(timeout=_API_TIMEOUT)  # the server has the subscription
+
+    async def _on_msg(self, msg: Msg) -> None:
+        delivery = Delivery(msg.subject, decode_message(msg.subject, msg.data, msg.headers))
+        await self.dispatch(delivery)  # at most once: a closing subscription drops it
+
+    async def _close(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            try:
+                await sub.unsubscribe()
+            except Exception as exc:
+                # A closed connection has no subscription left to remove.
+                log.debug("unsubscribe: %s", exc)
+
+
+class NatsBroker(_NatsBroker):
+    """``nats://``: NATS core, at most once; see the module docstring.
+
+    ``publish`` returns once the message is in the client's write buffer; ``subscribe``
+    once the server confirmed the subscription. Safe for many tasks in one event loop.
+    """
+
+    async def _publish(self, topic: str, message: Message) -> None:
+        nc = self._client()
+        await nc.publish(topic, message.body, headers=self._headers_for(topic, message))
+
+    async def _subscribe(
+        self, topic: str, handler: Handler, options: SubscribeOptions
+    ) -> Subscription:
+        subscription = _CoreSubscription(self, topic, handler, options)
+        try:
+            await subscription.start(self._client())
+        except BaseException:
+            await subscription.unsubscribe()
+            raise
+        return subscription
+
+
+# --- JetStream ------------------------------------------------------------------------------
+
+
+class _JetStreamDelivery(Delivery):
+    __slots__ = ("_msg", "_owner")
+
+    def __init__(self, owner: _JetStreamSubscription, msg: Msg, message: Message) -> None:
+        super().__init__(msg.subject, message, max(1, msg.metadata.num_delivered))
+        self._owner = owner
+        self._msg = msg
+
+    async def _ack(self) -> None:
+        if self._owner.release(self):
+            await self._msg.ack()
+
+    async def _nack(self, requeue: bool) -> None:
+        if self._owner.release(self):
+            if requeue:
+                await self._msg.nak()
+            else:
+                await self._msg.term()
+
+
+class _JetStreamSubscription(Subscription):
+    """Pulls from one consumer through a private inbox and dispatches what arrives."""
+
+    def __init__(
+        self,
+        broker: JetStreamBroker,
+        topic: str,
+        handler: Handler,
+        options: SubscribeOptions,
+        *,
+        stream: str,
+        consumer: str,
+        ephemeral: bool,
+    ) -> None:
+        super().__init__(broker, topic, handler, options)
+        self._js_broker = broker
+        self.stream = stream
+        self.consumer = consumer
+        self.ephemeral = ephemeral
+        self._inbox: asyncio.Queue[Msg] = asyncio.Queue()
+        self._unsettled: dict[int, _JetStreamDelivery] = {}
+        self._sub: NatsSubscription | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._nc: Client | None = None
+
+    def release(self, delivery: _JetStreamDelivery) -> bool:
+        """Forget an unsettled delivery; False if it was already given back on close."""
+        return self._unsettled.pop(id(delivery), None) is not None
+
+    async def start(self, nc: Client) -> None:
+        self._nc = nc
+        self._sub = await nc.subscribe(nc.new_inbox(), cb=self._on_msg)
+        await nc.flush(timeout=_API_TIMEOUT)
+        self._task = asyncio.create_task(self._pull())
+        self._task.add_done_callback(self._pull_ended)
+
+    def _pull_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%r: stopped receiving: %r", self, task.exception())
+
+    async def _on_msg(self, msg: Msg) -> None:
+        self._inbox.put_nowait(msg)
+
+    async def _pull(self) -> None:
+        assert self._nc is not None and self._sub is not None
+        nc = self._nc
+        loop = asyncio.get_running_loop()
+        batch = min(self.options.max_in_flight, 256)
+        request = json.dumps({"batch": batch, "expires": int(_PULL_EXPIRES * 1e9)}).encode()
+        next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.consumer}"
+        while True:
+            try:
+                await nc.publish(next_subject, request, reply=self._sub.subject)
+            except Exception as exc:
+                log.warning("%r: pull request failed: %s", self, exc)
+                await asyncio.sleep(1.0)
+                continue
+            received = 0
+            deadline = loop.time() + _PULL_EXPIRES + 1.0
+            while received < batch:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    msg = await asyncio.wait_for(self._inbox.get(), remaining)
+                except TimeoutError:
+                    break
+                status = msg.headers.get(_STATUS) if msg.headers else None
+                if status is not None:
+                    if status in ("404", "408"):  # no messages / request expired
+                        break
+                    if status == "100":  # idle heartbeat
+                        continue
+                    # 409 (consumer deleted, too many requests...), 503: back off.
+                    log.warning(
+                        "%r: the server answered a pull with %s %s",
+                        self,
+                        status,
+                        msg.headers.get("Description", "") if msg.headers else "",
+                    )
+                    await asyncio.sleep(1.0)
+                    break
+                received += 1
+                delivery = self._delivery(msg)
+                self._unsettled[id(delivery)] = delivery
+                if not await self.dispatch(delivery):
+                    return
+
+    def _delivery(self, msg: Msg) -> _JetStreamDelivery:
+        meta = msg.metadata
+        default_id = f"{meta.stream}:{meta.sequence.stream}"
+        message = decode_message(msg.subject, msg.data, msg.headers, default_id)
+        return _JetStreamDelivery(self, msg, message)
+
+    async def _close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        nc = self._nc
+        sub, self._sub = self._sub, None
+        if nc is None or nc.is_closed:
+            return
+        if sub is not None:
+            try:
+                # UNSUB, then a round trip: whatever the server sent before reaches
+                # the inbox queue, and nothing comes after.
+                await sub.drain()  # type: ignore[no-untyped-call]
+            except Exception as exc:
+                log.debug("%r: drain failed: %s", self, exc)
+        # Give back what this subscription received but did not settle.
+        leftovers: list[Msg] = [d._msg for d in self._unsettled.values()]
+        self._unsettled.clear()
+        while not self._inbox.empty():
+            msg = self._inbox.get_nowait()
+            if not (msg.headers and _STATUS in msg.headers) and msg.reply:
+                leftovers.append(msg)
+        for msg in leftovers:
+            await msg.nak()
+        if self.ephemeral:
+            try:
+                await self._js_broker.jetstream().delete_consumer(self.stream, self.consumer)
+            except Exception as exc:
+                log.debug("%r: deleting the ephemeral consumer failed: %s", self, exc)
+        await nc.flush(timeout=_API_TIMEOUT)
+
+
+class JetStreamBroker(_NatsBroker):
+    """``nats+jetstream://``: NATS JetStream, at least once; see the module docstring.
+
+    ``publish`` returns once the stream stored the message; ``subscribe`` once the
+    consumer exists and its first pull request is on its way. Safe for many tasks in
+    one event loop.
+    """
+
+    _scoped_ids = True
+
+    def __init__(self, url: BrokerURL, options: dict[str, object], spec: SchemeSpec) -> None:
+        super().__init__(url, options, spec)
+        if options.get("stream_subjects") is not None and options.get("stream") is None:
+            raise InvalidOptionError(
+                "the stream_subjects option needs stream=NAME (the stream to create)"
+            )
+        self._js: JetStreamContext | None = None
+        self._streams: dict[str, str] = {}  # subject or pattern -> stream
+        self._token_streams: dict[str, str] = {}  # first token -> default stream
+        self._stream_lock = asyncio.Lock()
+
+    async def _connect(self) -> None:
+        await super()._connect()
+        self._js = self._client().jetstream(timeout=_API_TIMEOUT)
+        self._streams.clear()
+        self._token_streams.clear()
+
+    async def _disconnect(self) -> None:
+        self._js = None
+        await super()._disconnect()
+
+    def jetstream(self) -> JetStreamContext:
+        """The nats-py JetStream context of the live connection."""
+        if self._js is None:
+            raise BrokerConnectionError(f"{self.url.redacted()}: the connection is closed")
+        return self._js
+
+    # --- streams ------------------------------------------------------------------------
+
+    def _stream_config(self, name: str, subjects: list[str]) -> Any:
+        from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+
+        max_age = float(self.options["max_age"])  # type: ignore[arg-type]
+        max_msgs = int(self.options["max_msgs"])  # type: ignore[call-overload]
+        max_bytes = int(self.options["max_bytes"])  # type: ignore[call-overload]
+        return StreamConfig(
+            name=name,
+            subjects=subjects,
+            storage=StorageType(self.options["storage"]),
+            max_age=max_age or None,
+            max_msgs=max_msgs or -1,
+            max_bytes=max_bytes or -1,
+            discard=DiscardPolicy.OLD,
+        )
+
+    async def stream_for(self, subject: str, error: type[BrokerkitError]) -> str:
+        """The stream that holds ``subject`` (a topic or pattern), creating it if needed.
+
+        Follows the mapping in the module docstring. Raises ``error`` (PublishError or
+        SubscribeError) if no stream can hold it. Concurrency-safe; cached per
+        connection.
+        """
+        fixed = self.options.get("stream")
+        if fixed is not None:
+            name = str(fixed)
+            if name not in self._token_streams.values():
+                await self._ensure_fixed_stream(name, error)
+            return name
+        first = subject.split(".", 1)[0]
+        found = self._token_streams.get(first) or self._streams.get(subject)
+        if found is not None:
+            return found
+        if first in ("*", ">"):
+            raise error(
+                f"{subject!r} on {self.url.redacted()}: a pattern that starts with a "
+                "wildcard cannot pick a stream by its first token; give the stream option "
+                "(stream=NAME, and stream_subjects=... to create it)"
+            )
+        async with self._stream_lock:
+            from nats.js.errors import NotFoundError
+
+            js = self.jetstream()
+            try:
+                found = await js.find_stream_name_by_subject(subject)
+            except NotFoundError:
+                found = None
+            if found is not None:
+                self._streams[subject] = found
+                return found
+            name = f"{self.options['stream_prefix']}{first}"
+            await self._create_stream(name, [first, f"{first}.>"], error)
+            self._token_streams[first] = name
+            return name
+
+    async def _ensure_fixed_stream(self, name: str, error: type[BrokerkitError]) -> None:
+        from nats.js.errors import NotFoundError
+
+        async with self._stream_lock:
+            if name in self._token_streams.values():
+                return
+            try:
+                await self.jetstream().stream_info(name)
+            except NotFoundError:
+                subjects = self.options.get("stream_subjects")
+                if subjects is None:
+                    raise error(
+                        f"the stream {name!r} does not exist on {self.url.redacted()}; "
+                        "create it, or give stream_subjects to have it created"
+                    ) from None
+                await self._create_stream(
+                    name, [s.strip() for s in str(subjects).split(",") if s.strip()], error
+                )
+            self._token_streams[f"\0{name}"] = name
+
+    async def _create_stream(
+        self, name: str, subjects: list[str], error: type[BrokerkitError]
+    ) -> None:
+        from nats.js.errors import APIError
+
+        js = self.jetstream()
+        failure: BrokerkitError | None = None
+        try:
+            await js.add_stream(self._stream_config(name, subjects))
+            return
+        except APIError as exc:
+            code = exc.err_code
+            if code == 10058:  # the name exists with another configuration: use it
+                info = await js.stream_info(name)
+                if set(subjects) <= set(info.config.subjects or ()):
+                    return
+                failure = error(
+                    f"the stream {name!r} on {self.url.redacted()} exists with subjects "
+                    f"{info.config.subjects}, not {subjects}; give the stream option"
+                )
+            elif code == 10065:
+                failure = error(
+                    f"cannot create the stream {name!r} for {subjects} on "
+                    f"{self.url.redacted()}: its subjects overlap an existing stream; give "
+                    "the stream option to use that stream"
+                )
+            else:
+                failure = self.error(error, f"create the stream {name!r}", exc)
+        raise failure
+
+    # --- publish ------------------------------------------------------------------------
+
+    async def _publish(self, topic: str, message: Message) -> None:
+        from nats.js.errors import NoStreamResponseError
+
+        js = self.jetstream()
+        headers = self._headers_for(topic, message)
+        timeout = float(self.options["publish_timeout"])  # type: ignore[arg-type]
+        fixed = self.options.get("stream")
+        expected = str(fixed) if fixed is not None else None
+        for attempt in range(2):
+            try:
+                await js.publish(
+                    topic, message.body, timeout=timeout, stream=expected, headers=dict(headers)
+                )
+                return
+            except NoStreamResponseError:
+                if attempt:
+                    break
+            await self.stream_for(topic, PublishError)
+        raise PublishError(
+            f"publish to {topic!r} on {self.url.redacted()}: no JetStream stream holds this subject"
+        )
+
+    async def _publish_many(self, topic: str, messages: list[Message]) -> None:
+        if not messages:
+            return
+        # The first publish makes sure the stream exists; the rest are pipelined and
+        # their acks awaited together (publishes leave one connection in order).
+        await self._publish(topic, messages[0])
+        js = self.jetstream()
+        timeout = float(self.options["publish_timeout"])  # type: ignore[arg-type]
+        fixed = self.options.get("stream")
+        expected = str(fixed) if fixed is not None else None
+        futures = [
+            await js.publish_async(
+                topic, m.body, stream=expected, headers=self._headers_for(topic, m)
+            )
+            for m in messages[1:]
+        ]
+        await asyncio.wait_for(asyncio.gather(*futures), timeout + 0.01 * len(futures))
+
+    # --- subscribe ----------------------------------------------------------------------
+
+    async def _subscribe(
+        self, topic: str, handler: Handler, options: SubscribeOptions
+    ) -> Subscription:
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+        from nats.js.errors import APIError, NotFoundError
+
+        js = self.jetstream()
+        stream = await self.stream_for(topic, SubscribeError)
+        shared = options.queue is not None or options.durable is not None
+        digest = hashlib.sha256(
+            f"{topic}\0{options.queue}\0{options.durable}".encode()
+        ).hexdigest()[:12]
+        if shared:
+            label = options.durable if options.durable is not None else options.queue
+            consumer = f"bk_{label}_{digest}"
+        else:
+            consumer = f"bk_{self._client()._nuid.next().decode()}"
+        config = ConsumerConfig(
+            name=consumer,
+            durable_name=consumer if shared else None,
+            deliver_policy=DeliverPolicy.ALL if options.start == "earliest" else DeliverPolicy.NEW,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=float(self.options["ack_wait"]),  # type: ignore[arg-type]
+            max_deliver=-1,
+            filter_subject=topic,
+            max_ack_pending=max(1000, options.max_in_flight),
+            inactive_threshold=None if shared else 60.0,
+        )
+        exists = False
+        if shared:
+            try:
+                await js.consumer_info(stream, consumer)
+                exists = True
+            except NotFoundError:
+                pass
+        if not exists:
+            failure: BrokerkitError | None = None
+            try:
+                await js.add_consumer(stream, config)
+            except APIError as exc:
+                if exc.err_code == 10093:
+                    failure = SubscribeError(
+                        f"subscribe to {topic!r} on {self.url.redacted()}: the stream "
+                        f"{stream!r} holds some but not all subjects matching the pattern; "
+                        "give the stream option naming a stream that covers it"
+                    )
+                # Created concurrently by another member, with another start: use it.
+                elif not shared or exc.err_code not in (10013, 10148, 10105):
+                    failure = self.error(SubscribeError, f"subscribe to {topic!r}", exc)
+            if failure is not None:
+                raise failure
+        subscription = _JetStreamSubscription(
+            self, topic, handler, options, stream=stream, consumer=consumer, ephemeral=not shared
+        )
+        try:
+            await subscription.start(self._client())
+        except BaseException:
+            await subscription.unsubscribe()
+            raise
+        return subscription
+
+
+# --- registration -----------------------------------------------------------------------
+
+
+_CONNECTION_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec("token", as_str, None, "authentication token (or nats://TOKEN@host)", secret=True),
+    OptionSpec("tls", as_bool, False, "connect with TLS (implied by tls_ca/tls_cert/tls_key)"),
+    OptionSpec("tls_ca", as_str, None, "PEM file of the CA that signed the server certificate"),
+    OptionSpec("tls_cert", as_str, None, "PEM client certificate file (mutual TLS)"),
+    OptionSpec("tls_key", as_str, None, "PEM private key file of tls_cert"),
+    OptionSpec("tls_hostname", as_str, None, "host name expected in the server certificate"),
+    OptionSpec("name", as_str, "brokerkit", "client connection name shown by the server"),
+    OptionSpec("reconnect", as_bool, True, "reconnect after a lost connection"),
+    OptionSpec(
+        "max_reconnect_attempts", as_int(-1), 60, "reconnect attempts per server; -1: forever"
+    ),
+    OptionSpec("reconnect_time_wait", as_float(0.0), 2.0, "seconds between reconnect attempts"),
+)
+
+_JETSTREAM_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec("stream", as_str, None, "one stream for every topic (else one per first token)"),
+    OptionSpec(
+        "stream_subjects",
+        as_str,
+        None,
+        "comma-separated subjects to create the 'stream' with if it does not exist",
+    ),
+    OptionSpec("stream_prefix", as_str, "BK_", "name prefix of the streams created per token"),
+    OptionSpec("storage", as_choice("file", "memory"), "file", "storage of created streams"),
+    OptionSpec("max_msgs", as_int(0), 1_000_000, "messages kept per created stream; 0: no limit"),
+    OptionSpec("max_bytes", as_int(0), 0, "bytes kept per created stream; 0: no limit"),
+    OptionSpec("max_age", as_float(0.0), 86_400.0, "seconds messages are kept; 0: no limit"),
+    OptionSpec(
+        "ack_wait",
+        as_float(0.1),
+        30.0,
+        "seconds before an unacked message is redelivered (crashed consumers)",
+    ),
+    OptionSpec("publish_timeout", as_float(0.001), 10.0, "seconds to wait for a publish ack"),
+)
+
+_CORE_CAPABILITIES = frozenset(
+    {
+        Capability.HEADERS,
+        Capability.QUEUE_GROUPS,
+        Capability.WILDCARDS,
+        Capability.ORDERING_PER_KEY,
+    }
+)
+
+NATS = SchemeSpec(
+    scheme="nats",
+    factory=NatsBroker,
+    capabilities=_CORE_CAPABILITIES,
+    description="NATS core: at most once, queue groups, wildcards",
+    options=_CONNECTION_OPTIONS,
+    requires=("nats",),
+    extra="nats",
+    default_port=4222,
+)
+
+NATS_JETSTREAM = SchemeSpec(
+    scheme="nats+jetstream",
+    factory=JetStreamBroker,
+    capabilities=ALL_CAPABILITIES,
+    description="NATS JetStream: at least once, durable consumers, replay",
+    options=_CONNECTION_OPTIONS + _JETSTREAM_OPTIONS,
+    requires=("nats",),
+    extra="nats",
+    default_port=4222,
+)
 
 
 @hookimpl
 def brokerkit_schemes() -> list[SchemeSpec]:
-    """No schemes yet."""
-    return []
+    """The ``nats://`` and ``nats+jetstream://`` schemes."""
+    return [NATS, NATS_JETSTREAM]
