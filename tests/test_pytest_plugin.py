@@ -82,7 +82,7 @@ def test_third_party_runs_the_contract_suite_with_one_import(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("BROKERKIT_TEST_URLS", raising=False)
-    pytester.makepyfile(test_contract="from brokerkit.contract import *  # noqa: F403\n")
+    pytester.makepyfile(test_my_plugin_contract="from brokerkit.contract import *  # noqa: F403\n")
     result = pytester.runpytest("-q", "-k", "round_trip or lifecycle or idempotent")
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed", 0) >= 5
