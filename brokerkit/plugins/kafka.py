@@ -51,6 +51,15 @@ Acknowledgements (at least once)
     core applies ``max_deliver`` and ``dead_letter``. Unacked messages of a subscription
     that closes or crashes are redelivered to the group's next member.
 
+Missing offsets
+    A fetch that returns records after an offset it skipped is not trusted at once: the
+    plugin re-reads from the missing offset for up to ``gap_wait_ms`` (default 1 s)
+    before it moves past it. Tansu 0.6 assigns an offset before it stores the record,
+    so with concurrent producers a fetch can briefly see offset n+1 without n; taking
+    it would lose n. On a real Kafka cluster offsets only go missing through compaction
+    or transaction markers, where the wait only delays the next record; set
+    ``gap_wait_ms=0`` for compacted or transactional topics there.
+
 Group timing
     ``session_timeout_ms``, ``heartbeat_interval_ms`` and ``rebalance_timeout_ms`` tune
     how fast members join and leave. The defaults suit a real Kafka cluster (whose
@@ -162,6 +171,12 @@ KAFKA_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("commit_interval_ms", as_int(0), 100, "how often acked offsets are committed"),
     OptionSpec(
         "pattern_refresh_ms", as_int(10), 1_000, "how often wildcard subscriptions look for topics"
+    ),
+    OptionSpec(
+        "gap_wait_ms",
+        as_int(0),
+        1_000,
+        "how long a missing offset is re-read before it is skipped (0: skip at once)",
     ),
     OptionSpec(
         "subscribe_timeout", as_float(0.001), 60.0, "seconds subscribe waits for a group join"
@@ -320,12 +335,14 @@ class _PartitionState:
     the lowest pending offset, else ``next_offset``: never past an unacked message.
     """
 
-    __slots__ = ("committed", "next_offset", "pending")
+    __slots__ = ("committed", "gap_since", "next_offset", "pending")
 
     def __init__(self, position: int, committed: int) -> None:
         self.next_offset = position
         self.committed = committed
         self.pending: dict[int, KafkaDelivery] = {}
+        #: When records after a missing ``next_offset`` were first seen (loop time).
+        self.gap_since: float | None = None
 
     def commit_point(self) -> int:
         return min(self.pending) if self.pending else self.next_offset
@@ -616,6 +633,7 @@ class KafkaSubscription(Subscription):
         opts = self.kafka.options
         max_records = int(opts["max_poll_records"])  # type: ignore[call-overload]
         idle_ms = max(int(opts["fetch_max_wait_ms"]), 100)  # type: ignore[call-overload]
+        gap_wait = int(opts["gap_wait_ms"]) / 1000  # type: ignore[call-overload]
         loop = asyncio.get_running_loop()
         failures = 0
         while True:
@@ -647,11 +665,19 @@ class KafkaSubscription(Subscription):
                 )
                 await asyncio.sleep(min(0.1 * 2**failures, 5.0))
                 continue
+            rereading = False
             for tp, records in batch.items():
                 for record in records:
                     state = self._partitions.get(tp)
                     if state is None or record.offset < state.next_offset:
                         continue  # revoked, or already handed out before a re-seek
+                    if record.offset > state.next_offset and self._wait_for_gap(
+                        state, loop.time(), gap_wait
+                    ):
+                        consumer.seek(tp, state.next_offset)
+                        rereading = True
+                        break
+                    state.gap_since = None
                     while self._retry:  # redeliveries go before newer records
                         if not await self._hand_out(self._retry.popleft()):
                             return
@@ -660,6 +686,28 @@ class KafkaSubscription(Subscription):
                     state.next_offset = record.offset + 1
                     if not await self._hand_out(self._new_delivery(tp, state, record)):
                         return
+            if rereading:
+                await asyncio.sleep(0.005)  # let the missing record land before re-reading
+
+    def _wait_for_gap(self, state: _PartitionState, now: float, gap_wait: float) -> bool:
+        """True while records after a missing offset must be held back and re-read.
+
+        Kafka offsets are contiguous unless compaction or transaction markers removed
+        some, but a broker may answer a fetch with records *after* one it assigned an
+        offset to and has not stored yet: Tansu 0.6 raises a partition's high watermark
+        before it writes the batch, so with concurrent producers a fetch can return
+        offset n+1 while n is still being written, and taking it would skip n for good.
+        A gap is therefore re-read for up to ``gap_wait_ms`` before it is skipped.
+        """
+        if gap_wait <= 0:
+            return False
+        if state.gap_since is None:
+            state.gap_since = now
+            return True
+        if now - state.gap_since < gap_wait:
+            return True
+        log.debug("%r: offsets from %d are missing; skipping them", self, state.next_offset)
+        return False
 
     def _settle(self, delivery: KafkaDelivery, *, redeliver: bool) -> None:
         state = delivery._state
