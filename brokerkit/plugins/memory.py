@@ -80,6 +80,14 @@ class _Group:
         if self.queue:
             self.not_empty.set()
 
+    def take_nowait(self) -> _Entry | None:
+        if not self.queue:
+            return None
+        entry = self.queue.popleft()
+        if len(self.queue) < self.max_pending:
+            self.not_full.set()
+        return entry
+
     async def take(self) -> _Entry:
         while not self.queue:
             self.not_empty.clear()
@@ -102,8 +110,10 @@ class _Bus:
         self.wildcard_groups: set[_Group] = set()
 
     def matching_groups(self, topic: str) -> list[_Group]:
-        groups = list(self.by_topic.get(topic, ()))
-        groups.extend(g for g in self.wildcard_groups if matches(g.pattern, topic))
+        exact = self.by_topic.get(topic)
+        groups = list(exact) if exact else []
+        if self.wildcard_groups:
+            groups.extend(g for g in self.wildcard_groups if matches(g.pattern, topic))
         return groups
 
     def add_group(self, group: _Group, start: str) -> None:
@@ -157,15 +167,7 @@ class _MemoryDelivery(Delivery):
 
     def __init__(self, member: _MemorySubscription, entry: _Entry) -> None:
         # Each delivery gets its own copy, as it would from a real broker.
-        message = entry.message
-        copy = Message(
-            message.body,
-            dict(message.headers) if message.headers else None,
-            id=message.id,
-            key=message.key,
-            timestamp=message.timestamp,
-        )
-        super().__init__(entry.topic, copy, entry.deliveries)
+        super().__init__(entry.topic, entry.message.copy(), entry.deliveries)
         self._member = member
         self._entry = entry
 
@@ -194,7 +196,8 @@ class _MemorySubscription(Subscription):
     async def _consume(self) -> None:
         group = self.group
         while True:
-            entry = await group.take()
+            # The await only when the queue is empty: no coroutine per queued message.
+            entry = group.take_nowait() or await group.take()
             entry.deliveries += 1
             delivery = _MemoryDelivery(self, entry)
             self.unacked[entry] = delivery
@@ -228,8 +231,10 @@ class MemoryBroker(Broker):
         super().__init__(url, options, spec)
         self.bus_name = self.url.hosts[0][0] if self.url.hosts else (self.url.path or "default")
         self._bus: _Bus | None = None
+        self._retention = 1
 
     async def _connect(self) -> None:
+        self._retention = int(self.options["retention"])  # type: ignore[call-overload]
         self._bus = _bus(self.bus_name)
 
     async def _disconnect(self) -> None:
@@ -242,14 +247,14 @@ class MemoryBroker(Broker):
     async def _publish(self, topic: str, message: Message) -> None:
         bus = self._live_bus()
         groups = bus.matching_groups(topic)
-        full = [g for g in groups if len(g.queue) >= g.max_pending]
-        if full:
-            await self._wait_for_room(topic, groups)
+        for group in groups:
+            if len(group.queue) >= group.max_pending:
+                await self._wait_for_room(topic, groups)
+                break
         entry_seq = next(bus.seq)
-        retention = int(self.options["retention"])  # type: ignore[call-overload]
         log = bus.logs.get(topic)
         if log is None:
-            log = bus.logs[topic] = deque(maxlen=retention)
+            log = bus.logs[topic] = deque(maxlen=self._retention)
         log.append(_Entry(entry_seq, topic, message))
         for group in groups:
             group.push(_Entry(entry_seq, topic, message))
@@ -271,7 +276,8 @@ class MemoryBroker(Broker):
                     "nothing was published"
                 )
             try:
-                await asyncio.wait_for(full[0].not_full.wait(), remaining)
+                async with asyncio.timeout(remaining):  # unlike wait_for, no task per wait
+                    await full[0].not_full.wait()
             except TimeoutError:
                 continue
 
