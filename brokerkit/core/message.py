@@ -121,6 +121,29 @@ class Message:
             raise InvalidMessageError(f"timestamp must be a number, got {timestamp!r}")
         self.timestamp: float = float(timestamp)
 
+    @classmethod
+    def trusted(
+        cls,
+        body: bytes,
+        headers: dict[str, str],
+        id: str,
+        key: str | None,
+        timestamp: float,
+    ) -> Message:
+        """Build a message without validation, taking ``headers`` as it is (not copied).
+
+        For plugins decoding what brokerkit itself encoded (values already validated on
+        publish): it skips the per-header checks on the receive path. Use the constructor
+        for anything that may come from other producers.
+        """
+        message = _new_message(cls)
+        message.body = body
+        message.headers = headers
+        message.id = id
+        message.key = key
+        message.timestamp = timestamp
+        return message
+
     def copy(self) -> Message:
         """An equal message with its own ``headers`` dict, without re-validating.
 

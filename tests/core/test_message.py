@@ -81,3 +81,13 @@ async def test_driver_errors_while_settling_become_settle_error() -> None:
     with pytest.raises(SettleError, match="driver exploded") as info:
         await _BrokenDelivery("t", Message(b"x")).ack()
     assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_trusted_and_copy_build_equal_messages_without_revalidating() -> None:
+    original = Message(b"body", {"a": "b"}, id="i-1", key="k", timestamp=12.5)
+    headers = {"a": "b"}
+    trusted = Message.trusted(b"body", headers, "i-1", "k", 12.5)
+    assert trusted == original
+    assert trusted.headers is headers  # taken as it is: the decoder's own dict
+    copy = original.copy()
+    assert copy == original and copy.headers is not original.headers
