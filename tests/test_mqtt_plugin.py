@@ -4,11 +4,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import getpass
 import importlib.util
 import re
+import shutil
+import socket
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -97,3 +103,73 @@ async def test_plain_mqtt_clients_interoperate() -> None:
         await broker.publish(f"alerts.{run_id}", b"too hot", headers={"unit": "°C"})
         received = await asyncio.wait_for(anext(aiter(raw.messages)), 10)
         assert received.payload == b"too hot"
+
+
+@pytest.fixture(scope="module")
+def mosquitto_with_password(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A private Mosquitto on a free port that admits only user ``bk`` with ``PASSWORD``
+    (the shared one on 1883 allows anonymous clients, so it cannot refuse a password)."""
+    workdir = tmp_path_factory.mktemp("mosquitto")
+    passwords = workdir / "passwd"
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(passwords), "bk", MQTT_PASSWORD],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = workdir / "mosquitto.conf"
+    config.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {passwords}\n"
+        "persistence false\n"
+        # Run as the test's own user: as root, mosquitto would otherwise switch to the
+        # 'mosquitto' user, who cannot read the private temporary directory.
+        f"user {getpass.getuser()}\n"
+    )
+    server = subprocess.Popen(
+        [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if server.poll() is not None or time.monotonic() > deadline:
+                error = server.stderr.read().decode() if server.stderr else ""
+                pytest.fail(f"private mosquitto did not start: {error}", pytrace=False)
+            time.sleep(0.05)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+MQTT_PASSWORD = "s3cret-" + uuid.uuid4().hex
+
+
+async def test_right_password_round_trips(mosquitto_with_password: int) -> None:
+    url = f"mqtt://bk:{MQTT_PASSWORD}@127.0.0.1:{mosquitto_with_password}"
+    collector = Collector()
+    async with brokerkit.connect(url) as broker:
+        await broker.subscribe("auth.ok", collector)
+        await broker.publish("auth.ok", b"in")
+        (delivery,) = await collector.wait_for(1)
+        assert delivery.message.body == b"in"
+
+
+async def test_wrong_password_raises_authentication_error_without_the_password(
+    mosquitto_with_password: int,
+) -> None:
+    wrong = "wrong-" + uuid.uuid4().hex
+    broker = brokerkit.connect(f"mqtt://bk:{wrong}@127.0.0.1:{mosquitto_with_password}")
+    with pytest.raises(brokerkit.AuthenticationError) as raised:
+        await broker.connect()
+    assert not broker.connected
+    error = raised.value
+    shown = [str(error), repr(error), repr(broker), str(broker.url), str(error.__cause__)]
+    assert not any(wrong in text for text in shown), shown
+    assert "127.0.0.1" in str(error)
