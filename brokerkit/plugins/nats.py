@@ -16,10 +16,16 @@ Message mapping (both schemes). Topics are NATS subjects as they are: brokerkit'
 grammar and wildcards (``*`` one token, ``>`` the rest) are NATS's own. A message
 travels as the NATS payload plus headers:
 
-* ``Nats-Msg-Id`` carries :attr:`Message.id` (on JetStream as ``<id>:<topic>``, which
-  JetStream uses to drop a retried publish within the stream's duplicate window, two
-  minutes by default), ``Brokerkit-Key`` the key and
-  ``Brokerkit-Ts`` the timestamp; they are removed from the headers a handler sees;
+* one header, ``Brokerkit-Env: <id> <timestamp>[ <key>]``, carries :attr:`Message.id`,
+  the timestamp and the key (id and key percent-encoded if they hold a space, ``%`` or
+  a character NATS would alter). On JetStream ``Nats-Msg-Id: <id>:<topic>`` comes
+  first, which JetStream uses to drop a retried publish within the stream's duplicate
+  window (two minutes by default). Both are removed from the headers a handler sees.
+  Messages with the envelope are rebuilt without re-validation; messages without it
+  (other NATS clients) are validated, take ``Nats-Msg-Id`` as their id if they have
+  one (else the stream sequence on JetStream, else a new id) and the receipt time.
+  Messages of older brokerkit versions (``Nats-Msg-Id``, ``Brokerkit-Key``,
+  ``Brokerkit-Ts``) still decode with their id, key and timestamp;
 * user headers travel as NATS headers. Names that are not HTTP tokens, or that start
   with ``Nats-`` or ``Brokerkit-`` (reserved), are sent escaped as
   ``Brokerkit-N-<percent-encoded name>``; values that NATS would trim (leading or
@@ -58,6 +64,16 @@ durable, replay or dead letter: asking for them raises :class:`CapabilityError`.
   unlimited). Unsubscribe and disconnect NAK every message the subscription received
   but did not settle, so they are redelivered at once; after a crash the server
   redelivers them after ``ack_wait``.
+* ``prefetch`` (1 to 10,000, default 100): a subscription pulls
+  ``max(prefetch, max_in_flight)`` messages per pull request and asks for the next
+  batch when half of it is handed out, so handlers never wait a round trip; handler
+  concurrency stays bounded by ``max_in_flight``. The trade-off: one subscription
+  holds up to that many delivered, unacked messages (the consumer's ``max_ack_pending``
+  is at least twice the batch) that competing members of a ``queue`` group cannot take
+  until it handles them, gives them back on unsubscribe, or crashes and ``ack_wait``
+  passes. Prefetched messages given back on unsubscribe count as a delivery: their
+  ``attempt`` is one higher when they come again. Use ``prefetch=1`` for slow handlers
+  shared by many consumers.
 """
 
 from __future__ import annotations
@@ -67,6 +83,7 @@ import hashlib
 import json
 import logging
 import re
+from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
@@ -103,8 +120,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("brokerkit.nats")
 
 ID_HEADER = "Nats-Msg-Id"
-KEY_HEADER = "Brokerkit-Key"
-TS_HEADER = "Brokerkit-Ts"
+ENV_HEADER = "Brokerkit-Env"
+KEY_HEADER = "Brokerkit-Key"  # before the envelope header: still decoded
+TS_HEADER = "Brokerkit-Ts"  # before the envelope header: still decoded
 ENC_HEADER = "Brokerkit-Enc"
 NAME_PREFIX = "Brokerkit-N-"
 _RESERVED_PREFIXES = ("nats-", "brokerkit-")
@@ -112,40 +130,51 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # what nats-py accepts as 
 _NAME_SAFE = "!#$&'*+^`|~"  # token characters quote() would escape, except '%'
 _STATUS = "Status"
 _PULL_EXPIRES = 5.0  # seconds a pull request waits on the server
+_PULL_GRACE = 1.0  # seconds a pull request's end may be reported early or late
 _API_TIMEOUT = 10  # seconds (nats-py wants an int for flush)
 
 
 # --- message <-> NATS headers -------------------------------------------------------------
 
 
+def _env_token(text: str) -> str:
+    # An id or key inside the envelope header: percent-encoded if it holds a space (the
+    # field separator), '%' (the escape) or anything NATS would alter in a value.
+    if " " in text or "%" in text or not text.isprintable():
+        return quote(text, safe="")
+    return text
+
+
 def encode_headers(message: Message, scope: str | None = None) -> dict[str, str]:
     """The NATS headers carrying ``message``'s id, key, timestamp and headers. Pure.
 
-    With ``scope`` (the topic, on JetStream) the id header is ``<id>:<topic>``, so that
-    JetStream's de-duplication, which is per stream, drops a retried publish but not
-    the same message published to another topic of the stream.
+    The envelope is one header, ``Brokerkit-Env: <id> <timestamp>[ <key>]`` (id and key
+    percent-encoded when they hold a space, ``%`` or a character NATS would alter).
+    With ``scope`` (the topic, on JetStream) ``Nats-Msg-Id: <id>:<topic>`` comes first,
+    so that JetStream's de-duplication, which is per stream, drops a retried publish but
+    not the same message published to another topic of the stream.
     """
-    out: dict[str, str] = {}
-    encoded: list[str] = []
-
-    def put(name: str, value: str) -> None:
-        if value != value.strip() or not value.isprintable():  # NATS would alter it
-            value = quote(value, safe="")
-            encoded.append(name)
-        out[name] = value
-
+    msg_id = _env_token(message.id)
+    key = message.key
+    if key is None:
+        env = f"{msg_id} {message.timestamp!r}"
+    else:
+        env = f"{msg_id} {message.timestamp!r} {_env_token(key)}"
     # Our own headers come first: nats-server finds a header by its first occurrence.
-    put(ID_HEADER, message.id if scope is None else f"{message.id}:{scope}")
-    if message.key is not None:
-        put(KEY_HEADER, message.key)
-    put(TS_HEADER, repr(message.timestamp))
-    for name, value in message.headers.items():
-        sent = name
-        if not _TOKEN.fullmatch(name) or name.lower().startswith(_RESERVED_PREFIXES):
-            sent = NAME_PREFIX + quote(name, safe=_NAME_SAFE)
-        put(sent, value)
-    if encoded:
-        out[ENC_HEADER] = " ".join(encoded)
+    out = {ENV_HEADER: env} if scope is None else {ID_HEADER: f"{msg_id}:{scope}", ENV_HEADER: env}
+    if message.headers:
+        encoded: list[str] = []
+        for name, value in message.headers.items():
+            sent = name
+            if not _TOKEN.fullmatch(name) or name.lower().startswith(_RESERVED_PREFIXES):
+                sent = NAME_PREFIX + quote(name, safe=_NAME_SAFE)
+            if value != value.strip() or not value.isprintable():  # NATS would alter it
+                out[sent] = quote(value, safe="")
+                encoded.append(sent)
+            else:
+                out[sent] = value
+        if encoded:
+            out[ENC_HEADER] = " ".join(encoded)
     return out
 
 
@@ -154,15 +183,79 @@ def decode_message(
 ) -> Message:
     """Rebuild a :class:`Message` received on ``subject`` from a NATS payload and headers.
 
-    Pure. Messages from other NATS clients (without brokerkit's headers) get
-    ``default_id`` (or a new id) and the current time.
+    Pure. A message with brokerkit's envelope header is rebuilt without re-validating
+    what brokerkit validated on publish (:meth:`Message.trusted`). Messages without it
+    (other NATS clients) go through the validating constructor: their id is
+    ``Nats-Msg-Id``, else ``default_id``, else a new one; their timestamp the current
+    time; headers brokerkit does not accept are dropped.
     """
-    raw = dict(headers) if headers else {}
-    raw.pop(_STATUS, None)
-    encoded = set(raw.pop(ENC_HEADER, "").split())
+    if headers:
+        env = headers.get(ENV_HEADER)
+        if env is not None:
+            fields = env.split(" ")
+            count = len(fields)
+            if count in (2, 3):
+                try:
+                    timestamp = float(fields[1])
+                except ValueError:
+                    pass
+                else:
+                    msg_id = fields[0]
+                    if "%" in msg_id:
+                        msg_id = unquote(msg_id)
+                    key = fields[2] if count == 3 else None
+                    if key is not None and "%" in key:
+                        key = unquote(key)
+                    if msg_id and key != "":
+                        size = len(headers)
+                        if size == 1 or (size == 2 and ID_HEADER in headers):
+                            return Message.trusted(data, {}, msg_id, key, timestamp)
+                        return _enveloped(headers, data, msg_id, key, timestamp)
+    return _foreign(subject, data, headers, default_id)
+
+
+def _enveloped(
+    headers: dict[str, str], data: bytes, msg_id: str, key: str | None, timestamp: float
+) -> Message:
+    user: dict[str, str] = {}
+    for name, value in headers.items():
+        if name.lower().startswith(_RESERVED_PREFIXES):
+            if name == ENC_HEADER or name.startswith(NAME_PREFIX):
+                break  # escaped names or values: the general path below
+            continue
+        user[name] = value
+    else:
+        return Message.trusted(data, user, msg_id, key, timestamp)
+    try:
+        return Message(data, _user_headers(headers), id=msg_id, key=key, timestamp=timestamp)
+    except BrokerkitError:  # not what brokerkit would have sent
+        return Message(data, None, id=msg_id, key=key, timestamp=timestamp)
+
+
+def _user_headers(headers: dict[str, str]) -> dict[str, str]:
+    # The user headers, escaped names and percent-encoded values decoded; brokerkit's
+    # own and other reserved headers left out.
+    encoded = set(headers.get(ENC_HEADER, "").split())
+    user: dict[str, str] = {}
+    for name, sent in headers.items():
+        value = unquote(sent) if name in encoded else sent
+        if name.startswith(NAME_PREFIX):
+            user[unquote(name[len(NAME_PREFIX) :])] = value
+        elif not name.lower().startswith(_RESERVED_PREFIXES):
+            user[name] = value
+    return user
+
+
+def _foreign(
+    subject: str, data: bytes, headers: dict[str, str] | None, default_id: str | None
+) -> Message:
+    # Without brokerkit's envelope: from another NATS client, or stored by an older
+    # brokerkit (Nats-Msg-Id, Brokerkit-Key and Brokerkit-Ts, still understood).
+    raw = {n: v for n, v in headers.items() if n != _STATUS} if headers else {}
+    encoded = set(raw.get(ENC_HEADER, "").split())
 
     def take(name: str) -> str | None:
-        value = raw.pop(name, None)
+        value = raw.get(name)
         if value is not None and name in encoded:
             value = unquote(value)
         return value
@@ -172,25 +265,20 @@ def decode_message(
         msg_id = msg_id[: -len(subject) - 1]
     msg_id = msg_id or default_id
     key = take(KEY_HEADER) or None
-    ts_text = take(TS_HEADER)
     timestamp: float | None = None
+    ts_text = take(TS_HEADER)
     if ts_text is not None:
         try:
             timestamp = float(ts_text)
         except ValueError:
             timestamp = None
-    user: dict[str, str] = {}
-    for name in list(raw):
-        value = take(name)
-        assert value is not None
-        if name.startswith(NAME_PREFIX):
-            user[unquote(name[len(NAME_PREFIX) :])] = value
-        elif not name.lower().startswith(_RESERVED_PREFIXES):
-            user[name] = value
     try:
-        return Message(data, user, id=msg_id or None, key=key, timestamp=timestamp)
+        return Message(data, _user_headers(raw), id=msg_id or None, key=key, timestamp=timestamp)
     except BrokerkitError:  # a foreign message with headers brokerkit does not accept
-        return Message(data, None, id=msg_id or None, key=key, timestamp=timestamp)
+        try:
+            return Message(data, None, id=msg_id or None, key=key, timestamp=timestamp)
+        except BrokerkitError:  # nor its id
+            return Message(data, None, id=default_id, key=key, timestamp=timestamp)
 
 
 def _encoded_size(payload: bytes, headers: dict[str, str]) -> int:
@@ -338,11 +426,27 @@ class _NatsBroker(Broker):
         return self._nc
 
     _scoped_ids = False
+    _extra_header_size = 0  # bytes of headers nats-py adds to ours (JetStream)
+    _size_slack = 128  # header names, separators and timestamp, plus the above
 
     def _headers_for(self, topic: str, message: Message) -> dict[str, str]:
         headers = encode_headers(message, topic if self._scoped_ids else None)
-        limit = self._client().max_payload
-        size = _encoded_size(message.body, headers)
+        nc = self._nc
+        if nc is None:
+            raise BrokerConnectionError(f"{self.url.redacted()}: the connection is closed")
+        limit = nc.max_payload
+        # The exact size only near the limit. Without user headers, the envelope is at
+        # most 12 bytes per character of id (percent-encoded 4-byte UTF-8; twice on
+        # JetStream), key and topic, plus header names and the timestamp (slack).
+        if (
+            not message.headers
+            and len(message.body)
+            + 24 * (len(message.id) + len(message.key or "") + len(topic))
+            + self._size_slack
+            <= limit
+        ):
+            return headers
+        size = _encoded_size(message.body, headers) + self._extra_header_size
         if size > limit:
             raise PublishError(
                 f"publish to {topic!r} on {self.url.redacted()} refused: the message is "
@@ -409,8 +513,10 @@ class NatsBroker(_NatsBroker):
 class _JetStreamDelivery(Delivery):
     __slots__ = ("_msg", "_owner")
 
-    def __init__(self, owner: _JetStreamSubscription, msg: Msg, message: Message) -> None:
-        super().__init__(msg.subject, message, max(1, msg.metadata.num_delivered))
+    def __init__(
+        self, owner: _JetStreamSubscription, msg: Msg, message: Message, attempt: int
+    ) -> None:
+        super().__init__(msg.subject, message, attempt)
         self._owner = owner
         self._msg = msg
 
@@ -427,7 +533,11 @@ class _JetStreamDelivery(Delivery):
 
 
 class _JetStreamSubscription(Subscription):
-    """Pulls from one consumer through a private inbox and dispatches what arrives."""
+    """Pulls from one consumer through a private inbox and dispatches what arrives.
+
+    Pull requests ask for ``batch`` messages each; the next one goes out as soon as
+    fewer than half a batch is still to come, so the handler never waits a round trip.
+    """
 
     def __init__(
         self,
@@ -439,12 +549,14 @@ class _JetStreamSubscription(Subscription):
         stream: str,
         consumer: str,
         ephemeral: bool,
+        batch: int,
     ) -> None:
         super().__init__(broker, topic, handler, options)
         self._js_broker = broker
         self.stream = stream
         self.consumer = consumer
         self.ephemeral = ephemeral
+        self.batch = batch
         self._inbox: asyncio.Queue[Msg] = asyncio.Queue()
         self._unsettled: dict[int, _JetStreamDelivery] = {}
         self._sub: NatsSubscription | None = None
@@ -472,34 +584,55 @@ class _JetStreamSubscription(Subscription):
     async def _pull(self) -> None:
         assert self._nc is not None and self._sub is not None
         nc = self._nc
+        inbox = self._inbox
+        dispatch = self.dispatch
+        unsettled = self._unsettled
         loop = asyncio.get_running_loop()
-        batch = min(self.options.max_in_flight, 256)
+        batch = self.batch
+        low = batch // 2
         request = json.dumps({"batch": batch, "expires": int(_PULL_EXPIRES * 1e9)}).encode()
         next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.consumer}"
-        while True:
+        reply = self._sub.subject
+        # The pull requests the server still serves, oldest first (it serves them in
+        # order): [messages still to come, local deadline].
+        requests: deque[list[float]] = deque()
+        credit = 0  # messages asked for and not yet taken from the inbox
+
+        async def ask() -> bool:
+            nonlocal credit
             try:
-                await nc.publish(next_subject, request, reply=self._sub.subject)
+                await nc.publish(next_subject, request, reply=reply)
             except Exception as exc:
                 log.warning("%r: pull request failed: %s", self, exc)
                 await asyncio.sleep(1.0)
+                return False
+            requests.append([batch, loop.time() + _PULL_EXPIRES])
+            credit += batch
+            return True
+
+        while True:
+            if requests and requests[0][1] + _PULL_GRACE < loop.time():
+                # Expired without its 408 (lost, or not sent for a partial batch).
+                credit -= int(requests.popleft()[0])
                 continue
-            received = 0
-            deadline = loop.time() + _PULL_EXPIRES + 1.0
-            while received < batch:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
+            if credit <= low and not await ask():
+                continue
+            if not inbox.empty():
+                msg = inbox.get_nowait()
+            else:
                 try:
-                    msg = await asyncio.wait_for(self._inbox.get(), remaining)
+                    async with asyncio.timeout_at(requests[0][1] + _PULL_GRACE):
+                        msg = await inbox.get()
                 except TimeoutError:
-                    break
+                    continue
+            if not msg.reply:  # a status message about a pull request
                 status = msg.headers.get(_STATUS) if msg.headers else None
-                if status is not None:
-                    if status in ("404", "408"):  # no messages / request expired
-                        break
-                    if status == "100":  # idle heartbeat
-                        continue
-                    # 409 (consumer deleted, too many requests...), 503: back off.
+                if status in ("404", "408"):  # no messages / the oldest request expired
+                    if requests and requests[0][1] - _PULL_GRACE <= loop.time():
+                        credit -= int(requests.popleft()[0])
+                elif status is not None and status != "100":  # 100: idle heartbeat
+                    # 409 (consumer deleted, too many requests...), 503: back off and
+                    # start counting afresh.
                     log.warning(
                         "%r: the server answered a pull with %s %s",
                         self,
@@ -507,18 +640,34 @@ class _JetStreamSubscription(Subscription):
                         msg.headers.get("Description", "") if msg.headers else "",
                     )
                     await asyncio.sleep(1.0)
-                    break
-                received += 1
-                delivery = self._delivery(msg)
-                self._unsettled[id(delivery)] = delivery
-                if not await self.dispatch(delivery):
-                    return
+                    requests.clear()
+                    credit = 0
+                continue
+            delivery = self._delivery(msg)
+            unsettled[id(delivery)] = delivery
+            if requests:
+                first = requests[0]
+                first[0] -= 1
+                if first[0] <= 0:
+                    requests.popleft()
+                credit -= 1
+            if credit <= low:  # ask for more before the handler runs
+                await ask()
+            if not await dispatch(delivery):
+                return
 
     def _delivery(self, msg: Msg) -> _JetStreamDelivery:
-        meta = msg.metadata
-        default_id = f"{meta.stream}:{meta.sequence.stream}"
+        # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ts>.<pending>
+        # or, with a domain: $JS.ACK.<domain>.<account hash>.<stream>.<consumer>...
+        tokens = msg.reply.split(".")
+        at = 2 if len(tokens) == 9 else 4
+        try:
+            attempt = max(1, int(tokens[at + 2]))
+            default_id = f"{tokens[at]}:{tokens[at + 3]}"
+        except (IndexError, ValueError):
+            attempt, default_id = 1, None
         message = decode_message(msg.subject, msg.data, msg.headers, default_id)
-        return _JetStreamDelivery(self, msg, message)
+        return _JetStreamDelivery(self, msg, message, attempt)
 
     async def _close(self) -> None:
         if self._task is not None:
@@ -540,7 +689,7 @@ class _JetStreamSubscription(Subscription):
         self._unsettled.clear()
         while not self._inbox.empty():
             msg = self._inbox.get_nowait()
-            if not (msg.headers and _STATUS in msg.headers) and msg.reply:
+            if msg.reply:  # a message, not a status about a pull request
                 leftovers.append(msg)
         for msg in leftovers:
             await msg.nak()
@@ -550,6 +699,10 @@ class _JetStreamSubscription(Subscription):
             except Exception as exc:
                 log.debug("%r: deleting the ephemeral consumer failed: %s", self, exc)
         await nc.flush(timeout=_API_TIMEOUT)
+
+
+class _NeverRaised(Exception):
+    """Stands in for nats-py's NoStreamResponseError until the client is imported."""
 
 
 class JetStreamBroker(_NatsBroker):
@@ -572,8 +725,20 @@ class JetStreamBroker(_NatsBroker):
         self._streams: dict[str, str] = {}  # subject or pattern -> stream
         self._token_streams: dict[str, str] = {}  # first token -> default stream
         self._stream_lock = asyncio.Lock()
+        # Read once here rather than per publish.
+        self._publish_timeout = float(options["publish_timeout"])  # type: ignore[arg-type]
+        fixed = options.get("stream")
+        self._expected_stream = str(fixed) if fixed is not None else None
+        if self._expected_stream is not None:  # js.publish adds Nats-Expected-Stream
+            self._extra_header_size = len("Nats-Expected-Stream") + len(self._expected_stream) + 4
+            self._size_slack = 128 + self._extra_header_size
+        self._prefetch = int(options["prefetch"])  # type: ignore[call-overload]
+        self._no_stream: type[Exception] = _NeverRaised  # NoStreamResponseError once connected
 
     async def _connect(self) -> None:
+        from nats.js.errors import NoStreamResponseError
+
+        self._no_stream = NoStreamResponseError
         await super()._connect()
         self._js = self._client().jetstream(timeout=_API_TIMEOUT)
         self._streams.clear()
@@ -699,23 +864,34 @@ class JetStreamBroker(_NatsBroker):
     # --- publish ------------------------------------------------------------------------
 
     async def _publish(self, topic: str, message: Message) -> None:
-        from nats.js.errors import NoStreamResponseError
-
-        js = self.jetstream()
+        js = self._js
+        if js is None:
+            raise BrokerConnectionError(f"{self.url.redacted()}: the connection is closed")
         headers = self._headers_for(topic, message)
-        timeout = float(self.options["publish_timeout"])  # type: ignore[arg-type]
-        fixed = self.options.get("stream")
-        expected = str(fixed) if fixed is not None else None
-        for attempt in range(2):
-            try:
-                await js.publish(
-                    topic, message.body, timeout=timeout, stream=expected, headers=dict(headers)
-                )
-                return
-            except NoStreamResponseError:
-                if attempt:
-                    break
-            await self.stream_for(topic, PublishError)
+        try:
+            await js.publish(
+                topic,
+                message.body,
+                timeout=self._publish_timeout,
+                stream=self._expected_stream,
+                headers=headers,
+            )
+            return
+        except self._no_stream:
+            pass
+        # No stream holds the topic yet: create (or find) it, then once more.
+        await self.stream_for(topic, PublishError)
+        try:
+            await js.publish(
+                topic,
+                message.body,
+                timeout=self._publish_timeout,
+                stream=self._expected_stream,
+                headers=headers,
+            )
+            return
+        except self._no_stream:
+            pass
         raise PublishError(
             f"publish to {topic!r} on {self.url.redacted()}: no JetStream stream holds this subject"
         )
@@ -727,16 +903,16 @@ class JetStreamBroker(_NatsBroker):
         # their acks awaited together (publishes leave one connection in order).
         await self._publish(topic, messages[0])
         js = self.jetstream()
-        timeout = float(self.options["publish_timeout"])  # type: ignore[arg-type]
-        fixed = self.options.get("stream")
-        expected = str(fixed) if fixed is not None else None
+        expected = self._expected_stream
+        headers_for = self._headers_for
+        publish_async = js.publish_async
         futures = [
-            await js.publish_async(
-                topic, m.body, stream=expected, headers=self._headers_for(topic, m)
-            )
+            await publish_async(topic, m.body, stream=expected, headers=headers_for(topic, m))
             for m in messages[1:]
         ]
-        await asyncio.wait_for(asyncio.gather(*futures), timeout + 0.01 * len(futures))
+        await asyncio.wait_for(
+            asyncio.gather(*futures), self._publish_timeout + 0.01 * len(futures)
+        )
 
     # --- subscribe ----------------------------------------------------------------------
 
@@ -748,6 +924,7 @@ class JetStreamBroker(_NatsBroker):
 
         js = self.jetstream()
         stream = await self.stream_for(topic, SubscribeError)
+        batch = max(self._prefetch, options.max_in_flight)
         shared = options.queue is not None or options.durable is not None
         digest = hashlib.sha256(
             f"{topic}\0{options.queue}\0{options.durable}".encode()
@@ -765,7 +942,8 @@ class JetStreamBroker(_NatsBroker):
             ack_wait=float(self.options["ack_wait"]),  # type: ignore[arg-type]
             max_deliver=-1,
             filter_subject=topic,
-            max_ack_pending=max(1000, options.max_in_flight),
+            # Room for the pull requests' messages and those the handlers hold.
+            max_ack_pending=max(1000, 2 * batch),
             inactive_threshold=None if shared else 60.0,
         )
         exists = False
@@ -792,7 +970,14 @@ class JetStreamBroker(_NatsBroker):
             if failure is not None:
                 raise failure
         subscription = _JetStreamSubscription(
-            self, topic, handler, options, stream=stream, consumer=consumer, ephemeral=not shared
+            self,
+            topic,
+            handler,
+            options,
+            stream=stream,
+            consumer=consumer,
+            ephemeral=not shared,
+            batch=batch,
         )
         try:
             await subscription.start(self._client())
@@ -840,6 +1025,12 @@ _JETSTREAM_OPTIONS: tuple[OptionSpec, ...] = (
         "seconds before an unacked message is redelivered (crashed consumers)",
     ),
     OptionSpec("publish_timeout", as_float(0.001), 10.0, "seconds to wait for a publish ack"),
+    OptionSpec(
+        "prefetch",
+        as_int(1, 10_000),
+        100,
+        "messages a subscription pulls ahead of its handlers: max(prefetch, max_in_flight)",
+    ),
 )
 
 _CORE_CAPABILITIES = frozenset(

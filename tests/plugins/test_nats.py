@@ -8,6 +8,7 @@ skipped, except with ``CI=true``, where that is a failure.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -25,13 +26,14 @@ import brokerkit
 from brokerkit import (
     AuthenticationError,
     CapabilityError,
+    Delivery,
     InvalidOptionError,
     Message,
     PublishError,
     SubscribeError,
 )
 from brokerkit.plugins.nats import decode_message, encode_headers
-from brokerkit.testing.helpers import Collector
+from brokerkit.testing.helpers import Collector, wait_until
 
 NATS_URL = os.environ.get("BROKERKIT_NATS_URL", "nats://127.0.0.1:4222")
 JS_URL = NATS_URL.replace("nats://", "nats+jetstream://", 1)
@@ -172,6 +174,24 @@ async def test_message_over_max_payload_is_refused_naming_the_limit(private_serv
         assert len(delivery.message.body) == 1000 * 1000
 
 
+async def test_small_body_with_big_headers_or_key_is_refused_too(private_server: int) -> None:
+    # The exact size is computed only near the limit: headers and key count towards it.
+    url = f"nats://alice:{PASSWORD}@127.0.0.1:{private_server}"
+    async with brokerkit.connect(url) as broker:
+        with pytest.raises(PublishError, match="max_payload is 1048576 bytes"):
+            await broker.publish("limits.headers", b"small", headers={"big": "x" * 1_048_576})
+        with pytest.raises(PublishError, match="max_payload is 1048576 bytes"):
+            await broker.publish("limits.key", bytes(600_000), key="k" * 500_000)
+        with pytest.raises(PublishError, match="max_payload is 1048576 bytes"):
+            # Percent-encoded in the envelope: 12 bytes per character.
+            await broker.publish("limits.key", bytes(400_000), key="%" + "\U0001f600" * 60_000)
+        collector = Collector()
+        await broker.subscribe("limits.fits", collector)
+        await broker.publish("limits.fits", bytes(1_040_000), headers={"h": "v" * 4000})
+        (delivery,) = await collector.wait_for(1)
+        assert len(delivery.message.body) == 1_040_000
+
+
 # --- options -----------------------------------------------------------------------------------
 
 
@@ -192,6 +212,20 @@ def test_bad_option_values_are_refused() -> None:
     with pytest.raises(InvalidOptionError) as info:
         brokerkit.connect("nats://127.0.0.1?token=", reconnect="maybe")
     assert "maybe" in str(info.value) or "token" in str(info.value)
+
+
+def test_prefetch_option_is_validated_and_jetstream_only() -> None:
+    for bad in ("0", "10001", "-3", "many"):
+        with pytest.raises(InvalidOptionError, match=r"prefetch.*>= 1 and <= 10000|prefetch"):
+            brokerkit.connect(f"nats+jetstream://127.0.0.1?prefetch={bad}")
+    with pytest.raises(InvalidOptionError, match=r"prefetch=0 .*>= 1 and <= 10000"):
+        brokerkit.connect("nats+jetstream://127.0.0.1", prefetch=0)
+    with pytest.raises(InvalidOptionError, match="'prefetch'"):  # NATS core has no prefetch
+        brokerkit.connect("nats://127.0.0.1?prefetch=10")
+    assert brokerkit.connect("nats+jetstream://127.0.0.1").options["prefetch"] == 100
+    assert brokerkit.connect("nats+jetstream://127.0.0.1?prefetch=10000").options["prefetch"] == (
+        10000
+    )
 
 
 def test_declared_capabilities() -> None:
@@ -240,6 +274,39 @@ def test_header_mapping_round_trips_pure() -> None:
     assert decoded == TRICKY
 
 
+def test_envelope_is_one_header_and_plain_ids_are_sent_as_they_are() -> None:
+    message = Message(b"x", id="abc", key="k", timestamp=12.5)
+    assert encode_headers(message) == {"Brokerkit-Env": "abc 12.5 k"}
+    assert encode_headers(Message(b"x", id="abc", timestamp=1.0)) == {"Brokerkit-Env": "abc 1.0"}
+    assert encode_headers(message, "t.x") == {
+        "Nats-Msg-Id": "abc:t.x",
+        "Brokerkit-Env": "abc 12.5 k",
+    }
+    # Spaces, '%' and what NATS would alter are percent-encoded inside the envelope.
+    odd = Message(b"", id="a b%", key=" k\t", timestamp=2.0)
+    assert encode_headers(odd) == {"Brokerkit-Env": "a%20b%25 2.0 %20k%09"}
+    assert decode_message("t", b"", encode_headers(odd)) == odd
+
+
+def test_message_from_an_older_brokerkit_still_decodes() -> None:
+    legacy = {"Nats-Msg-Id": "old-1:t.x", "Brokerkit-Key": "k", "Brokerkit-Ts": "7.5", "h": "v"}
+    decoded = decode_message("t.x", b"body", legacy)
+    assert (decoded.id, decoded.key, decoded.timestamp, decoded.headers) == (
+        "old-1",
+        "k",
+        7.5,
+        {"h": "v"},
+    )
+
+
+def test_malformed_envelope_is_treated_as_a_foreign_message() -> None:
+    for env in ("", "one-field", "a b c d", "id not-a-number"):
+        decoded = decode_message("t", b"x", {"Brokerkit-Env": env, "h": "v"}, default_id="S:1")
+        assert decoded.id == "S:1"
+        assert decoded.headers == {"h": "v"}
+        assert decoded.key is None
+
+
 def test_foreign_message_gets_an_id_and_no_reserved_headers() -> None:
     decoded = decode_message("a", b"x", {"Status": "100", "h": "v"}, default_id="S:7")
     assert decoded.id == "S:7"
@@ -257,6 +324,58 @@ async def test_tricky_headers_survive_a_real_round_trip(shared_server: str, sche
         await broker.publish(topic, TRICKY)
         (delivery,) = await collector.wait_for(1)
         assert delivery.message == TRICKY
+
+
+@pytest.mark.parametrize("scheme", ["nats", "nats+jetstream"])
+async def test_raw_nats_client_sees_one_envelope_header(shared_server: str, scheme: str) -> None:
+    url = shared_server.replace("nats://", f"{scheme}://", 1)
+    topic = f"bk.wire.{_token()}"
+    nc = await nats.connect(shared_server)
+    try:
+        sub = await nc.subscribe(topic)
+        await nc.flush()
+        async with brokerkit.connect(url) as broker:
+            message = Message(b"w", key="k1", timestamp=3.25)
+            await broker.publish(topic, message)
+            msg = await sub.next_msg(timeout=5)
+        expected = {"Brokerkit-Env": f"{message.id} 3.25 k1"}
+        if scheme == "nats+jetstream":
+            expected = {"Nats-Msg-Id": f"{message.id}:{topic}", **expected}
+        assert msg.headers == expected
+    finally:
+        await nc.close()
+
+
+@pytest.mark.parametrize("scheme", ["nats", "nats+jetstream"])
+async def test_messages_from_other_nats_clients_are_received(
+    shared_server: str, scheme: str
+) -> None:
+    url = shared_server.replace("nats://", f"{scheme}://", 1)
+    topic = f"bk.foreign.{_token()}"
+    ext_id = f"ext-{_token()}"  # unique: JetStream drops a repeated Nats-Msg-Id
+    nc = await nats.connect(shared_server)
+    try:
+        async with brokerkit.connect(url) as broker:
+            collector = Collector()
+            await broker.subscribe(topic, collector)
+            if scheme == "nats+jetstream":
+                js = nc.jetstream()
+                await js.publish(topic, b"plain")
+                await js.publish(topic, b"with", headers={"h": "v", "Nats-Msg-Id": ext_id})
+            else:
+                await nc.publish(topic, b"plain")
+                await nc.publish(topic, b"with", headers={"h": "v", "Nats-Msg-Id": ext_id})
+            plain, with_headers = await collector.wait_for(2)
+        assert (plain.message.body, plain.message.headers, plain.message.key) == (
+            b"plain",
+            {},
+            None,
+        )
+        assert plain.message.id and plain.message.id != ext_id
+        assert with_headers.message.id == ext_id
+        assert with_headers.message.headers == {"h": "v"}
+    finally:
+        await nc.close()
 
 
 # --- JetStream: streams, consumers, dedupe ------------------------------------------------
@@ -417,6 +536,95 @@ async def test_unsettled_messages_are_redelivered_at_once_after_unsubscribe(
             await nc.jetstream().delete_consumer("BK_bk", second.consumer)  # type: ignore[attr-defined]
         finally:
             await nc.close()
+
+
+async def _consumer_info(shared_server: str, consumer: str) -> object:
+    nc = await nats.connect(shared_server)
+    try:
+        return await nc.jetstream().consumer_info("BK_bk", consumer)
+    finally:
+        await nc.close()
+
+
+@pytest.mark.parametrize(("prefetch", "expected"), [(None, 100), (10, 10)])
+async def test_prefetch_is_the_pull_batch(
+    shared_server: str, prefetch: int | None, expected: int
+) -> None:
+    """A subscription holds ``prefetch`` messages ahead of a busy handler, no more."""
+    topic = f"bk.prefetch.{_token()}"
+    url = JS_URL if prefetch is None else f"{JS_URL}?prefetch={prefetch}"
+    gate = asyncio.Event()
+    started: list[Delivery] = []
+
+    async def blocked(delivery: Delivery) -> None:
+        started.append(delivery)
+        await gate.wait()
+
+    async with brokerkit.connect(url, drain_timeout=5) as broker:
+        sub = await broker.subscribe(topic, blocked)
+        await broker.publish_many(topic, [b"m"] * (expected + 50))
+        await wait_until(lambda: len(started) == 1, 10)
+        consumer = sub.consumer  # type: ignore[attr-defined]
+
+        async def pending() -> int:
+            info = await _consumer_info(shared_server, consumer)
+            return int(info.num_ack_pending)  # type: ignore[attr-defined]
+
+        deadline = time.monotonic() + 10
+        while await pending() < expected and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # and no more arrive
+        assert await pending() == expected
+        info = await _consumer_info(shared_server, consumer)
+        assert info.config.max_ack_pending >= 2 * expected  # type: ignore[attr-defined]
+        gate.set()
+
+
+async def test_prefetched_messages_are_given_back_at_once_on_unsubscribe(
+    shared_server: str,
+) -> None:
+    """Messages pulled ahead but not handed to the handler are NAKed on unsubscribe."""
+    topic = f"bk.prefetched.{_token()}"
+    gate = asyncio.Event()
+    started: list[Delivery] = []
+
+    async def blocked(delivery: Delivery) -> None:
+        started.append(delivery)
+        await gate.wait()
+
+    async with brokerkit.connect(JS_URL, ack_wait=60, prefetch=20, drain_timeout=0.2) as broker:
+        first = await broker.subscribe(topic, blocked, durable="pf", ack="manual")
+        bodies = [str(i).encode() for i in range(40)]
+        await broker.publish_many(topic, bodies)
+        await wait_until(lambda: len(started) == 1, 10)
+        await asyncio.sleep(0.2)  # the rest of the first batch reaches the inbox
+        await first.unsubscribe()  # cancels the blocked handler; nothing was acked
+        again = Collector()
+        second = await broker.subscribe(topic, again, durable="pf")
+        # Not left to ack_wait (60 s): every message comes back within seconds.
+        await again.wait_for(40, timeout=10)
+        assert sorted(again.bodies) == sorted(bodies)
+        await again.assert_no_more(40, within=0.3)
+        await second.unsubscribe()
+        nc = await nats.connect(shared_server)
+        try:
+            await nc.jetstream().delete_consumer("BK_bk", second.consumer)  # type: ignore[attr-defined]
+        finally:
+            await nc.close()
+
+
+async def test_delivery_continues_after_pull_requests_expired(shared_server: str) -> None:
+    """A partly served pull request expires after 5 s; the next one takes over."""
+    topic = f"bk.idle.{_token()}"
+    async with brokerkit.connect(JS_URL) as broker:
+        collector = Collector()
+        await broker.subscribe(topic, collector)
+        await broker.publish_many(topic, [b"before"] * 30)  # part of the first batch
+        await collector.wait_for(30)
+        await asyncio.sleep(6.5)
+        await broker.publish(topic, b"after")
+        deliveries = await collector.wait_for(31, timeout=2)
+        assert deliveries[-1].message.body == b"after"
 
 
 async def test_jetstream_publish_many_stores_in_order(shared_server: str) -> None:
