@@ -457,7 +457,11 @@ class RawKafka(Side):
         from aiokafka import AIOKafkaProducer
         from aiokafka.admin import AIOKafkaAdminClient
 
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        # The same batch size as brokerkit's default batch_bytes, so that both sides
+        # send equally large requests (aiokafka's own default is 16 KiB).
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", max_batch_size=65536
+        )
         await self.producer.start()
         self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
         await self.admin.start()

@@ -433,12 +433,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.messages} msgs x 100 B, {args.latency} latency samples, {args.reps} rep(s), "
         f"timeout {args.timeout:.0f}s each"
     )
-    kafka_started = False
+    started_ports: list[int] = []  # the Tansu ports this run started (and must stop)
     urls = []
     for url in args.urls:
         if kind_of(url) == "kafka" and reachable(url) is not None:
             port = urlsplit(url).port or args.kafka_port
-            kafka_started, reason = kafka_start(port)
+            started, reason = kafka_start(port)
+            if started:
+                started_ports.append(port)
             if reason is not None:
                 print(f"\n== kafka  skipped: {reason}")
                 continue
@@ -447,8 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows = asyncio.run(main_async(args))
     finally:
-        if kafka_started:
-            kafka_stop(args.kafka_port)
+        for port in started_ports:
+            kafka_stop(port)
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f} (2-core machine shared)")
     if args.json:
         args.json.write_text(json.dumps([row.as_dict() for row in rows], indent=1))

@@ -7,7 +7,19 @@ Publishing
     ``acks=1`` or ``acks=0`` trade safety for speed). The message ``key`` is the record key,
     so the default (murmur2) partitioner puts one key on one partition and its messages
     stay in order. ``publish_many`` hands every record to the producer before awaiting
-    any acknowledgement, so records are batched like the raw client's. User headers travel
+    any acknowledgement, so records are batched like the raw client's; its keyless
+    messages all go to one partition chosen at random per call (sticky partitioning, as
+    the Java client's default partitioner does since KIP-480), so the producer fills one
+    batch instead of one small batch per partition, while keyed messages still go to
+    their key's partition. Keyless messages of one call therefore stay in order; over
+    many calls they spread across the partitions. A single ``publish`` of a keyless
+    message lets the producer pick a random partition. ``batch_bytes`` (default 64 KiB,
+    four times the Java client's ``batch.size``) bounds one partition's batch: aiokafka
+    has one request per partition in flight and collects the next batch meanwhile, so
+    the batch size bounds ``publish_many`` throughput per round trip (brokerkit's two
+    envelope headers make each record about 80 bytes larger than a bare one). A larger
+    batch costs memory only while records wait; it adds no latency (``linger_ms``
+    decides that). User headers travel
     as record headers (values UTF-8); the message id and the exact timestamp travel in
     the reserved headers ``brokerkit:id`` and ``brokerkit:ts`` (a ``:`` cannot occur in a
     brokerkit header name, so they never clash) and are removed on receipt; the record
@@ -89,6 +101,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import random
 import re
 import ssl
 from collections import deque
@@ -153,6 +166,12 @@ KAFKA_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("client_id", as_str, "brokerkit", "client id shown in the broker's logs"),
     OptionSpec("acks", _as_acks, "all", "producer acks: all (default), 1 or 0"),
     OptionSpec("linger_ms", as_int(0), 0, "producer linger before sending a batch"),
+    OptionSpec(
+        "batch_bytes",
+        as_int(1024, 64 * 1024 * 1024),
+        64 * 1024,
+        "largest producer batch per partition (records collected while one is in flight)",
+    ),
     OptionSpec(
         "max_message_bytes",
         as_int(1024),
@@ -252,9 +271,16 @@ def _security(url: BrokerURL, options: dict[str, object]) -> tuple[str, str | No
 
 
 def _record_headers(message: Message) -> list[tuple[str, bytes]]:
+    """The record headers of ``message``: its user headers (values UTF-8), then
+    ``brokerkit:id`` and ``brokerkit:ts`` (always last: the receive path finds them there)."""
+    own = [
+        (ID_HEADER, message.id.encode()),
+        (TIMESTAMP_HEADER, repr(message.timestamp).encode()),
+    ]
+    if not message.headers:
+        return own
     headers = [(name, value.encode()) for name, value in message.headers.items()]
-    headers.append((ID_HEADER, message.id.encode()))
-    headers.append((TIMESTAMP_HEADER, repr(message.timestamp).encode()))
+    headers += own
     return headers
 
 
@@ -268,11 +294,55 @@ def _timestamp_ms(timestamp: float) -> int | None:
 def message_from_record(record: Any) -> Message:
     """Rebuild a brokerkit :class:`Message` from an aiokafka ``ConsumerRecord``.
 
+    A record brokerkit published (its last two headers are ``brokerkit:id`` and
+    ``brokerkit:ts``, as the plugin writes them) is decoded without re-validation
+    (:meth:`Message.trusted`: its headers were validated when it was published).
     Records from other producers work too: without ``brokerkit:id`` the id is
     ``topic:partition:offset``, without ``brokerkit:ts`` the record timestamp is used,
     and headers brokerkit cannot represent (invalid names, non-UTF-8 or multi-line
     values) are dropped. Pure.
     """
+    raw_headers = record.headers
+    if (
+        raw_headers
+        and len(raw_headers) >= 2
+        and raw_headers[-1][0] == TIMESTAMP_HEADER
+        and raw_headers[-2][0] == ID_HEADER
+    ):
+        trusted = _trusted_from_record(record, raw_headers)
+        if trusted is not None:
+            return trusted
+    return _foreign_message(record)
+
+
+def _trusted_from_record(record: Any, raw_headers: Any) -> Message | None:
+    """The message of a record carrying brokerkit's envelope, or None if the envelope
+    is damaged (then the record is decoded as a foreign one)."""
+    raw_id = raw_headers[-2][1]
+    raw_ts = raw_headers[-1][1]
+    if not raw_id or raw_ts is None:
+        return None
+    try:
+        timestamp = float(raw_ts)
+        message_id = raw_id.decode()
+    except ValueError:  # also UnicodeDecodeError
+        return None
+    headers: dict[str, str] = {}
+    if len(raw_headers) > 2:
+        for name, value in raw_headers[:-2]:
+            headers[name] = value.decode("utf-8", "replace") if value else ""
+    key = record.key
+    value = record.value
+    return Message.trusted(
+        value if value is not None else b"",
+        headers,
+        message_id,
+        key.decode("utf-8", "replace") if key else None,
+        timestamp,
+    )
+
+
+def _foreign_message(record: Any) -> Message:
     headers: dict[str, str] = {}
     message_id: str | None = None
     timestamp: float | None = None
@@ -333,13 +403,17 @@ class _PartitionState:
     ``pending`` maps offsets handed out but not yet acked to their current delivery;
     ``next_offset`` is the offset after the last record handed out. The commit point is
     the lowest pending offset, else ``next_offset``: never past an unacked message.
+    ``live`` is true while the subscription owns the partition through this state (a
+    revoked partition's state is dead for good; a reassignment gets a new one), so the
+    hot path checks ownership without a dictionary lookup.
     """
 
-    __slots__ = ("committed", "gap_since", "next_offset", "pending")
+    __slots__ = ("committed", "gap_since", "live", "next_offset", "pending")
 
     def __init__(self, position: int, committed: int) -> None:
         self.next_offset = position
         self.committed = committed
+        self.live = True
         self.pending: dict[int, KafkaDelivery] = {}
         #: When records after a missing ``next_offset`` were first seen (loop time).
         self.gap_since: float | None = None
@@ -357,7 +431,7 @@ class KafkaDelivery(Delivery):
     owns does nothing (the partition's new owner redelivers it).
     """
 
-    __slots__ = ("_owner", "_partition", "_record", "_state")
+    __slots__ = ("_offset", "_owner", "_partition", "_record", "_state")
 
     def __init__(
         self,
@@ -372,6 +446,7 @@ class KafkaDelivery(Delivery):
         self._partition = partition
         self._state = state
         self._record = record
+        self._offset: int = record.offset
 
     @property
     def partition(self) -> int:
@@ -381,7 +456,7 @@ class KafkaDelivery(Delivery):
     @property
     def offset(self) -> int:
         """The record's offset in its partition."""
-        return int(self._record.offset)
+        return self._offset
 
     async def _ack(self) -> None:
         self._owner._settle(self, redeliver=False)
@@ -565,10 +640,10 @@ class KafkaSubscription(Subscription):
                     starts[tp] = start
             for tp, offset in committed.items():
                 consumer.seek(tp, offset)
-                self._partitions[tp] = _PartitionState(offset, offset)
+                self._replace_state(tp, _PartitionState(offset, offset))
             for tp, offset in starts.items():
                 consumer.seek(tp, offset)
-                self._partitions[tp] = _PartitionState(offset, -1)
+                self._replace_state(tp, _PartitionState(offset, -1))
             if starts:
                 # Fix the group's position now, for later members and restarts.
                 await self._commit(starts.keys(), force=True)
@@ -596,6 +671,12 @@ class KafkaSubscription(Subscription):
         await self._commit(revoked)
         self._forget(revoked)
 
+    def _replace_state(self, tp: _TP, state: _PartitionState) -> None:
+        old = self._partitions.get(tp)
+        if old is not None:
+            old.live = False
+        self._partitions[tp] = state
+
     def _handling(self, partitions: set[_TP]) -> bool:
         queued = {id(d) for d in self._retry}
         return any(
@@ -610,6 +691,7 @@ class KafkaSubscription(Subscription):
             state = self._partitions.pop(tp, None)
             if state is None:
                 continue
+            state.live = False
             for offset, delivery in state.pending.items():
                 self._attempts[(tp, offset)] = delivery.attempt
         if self._retry:
@@ -617,15 +699,12 @@ class KafkaSubscription(Subscription):
 
     # --- consuming -------------------------------------------------------------------
 
-    def _new_delivery(self, tp: _TP, state: _PartitionState, record: Any) -> KafkaDelivery:
-        attempt = self._attempts.pop((tp, record.offset), 0) + 1
-        return KafkaDelivery(self, tp, state, record, attempt)
-
     async def _hand_out(self, delivery: KafkaDelivery) -> bool:
+        """Dispatch a queued redelivery (unless its partition was revoked meanwhile)."""
         state = delivery._state
-        if self._partitions.get(delivery._partition) is not state:
+        if not state.live:
             return True  # revoked meanwhile: the partition's next owner delivers it
-        state.pending[delivery.offset] = delivery
+        state.pending[delivery._offset] = delivery
         return await self.dispatch(delivery)
 
     async def _consume(self) -> None:
@@ -635,10 +714,12 @@ class KafkaSubscription(Subscription):
         idle_ms = max(int(opts["fetch_max_wait_ms"]), 100)  # type: ignore[call-overload]
         gap_wait = int(opts["gap_wait_ms"]) / 1000  # type: ignore[call-overload]
         loop = asyncio.get_running_loop()
+        dispatch = self.dispatch
+        retry = self._retry
         failures = 0
         while True:
-            if self._retry:
-                if not await self._hand_out(self._retry.popleft()):
+            if retry:
+                if not await self._hand_out(retry.popleft()):
                     return
                 continue
             try:
@@ -667,25 +748,34 @@ class KafkaSubscription(Subscription):
                 continue
             rereading = False
             for tp, records in batch.items():
+                state = self._partitions.get(tp)
+                if state is None:
+                    continue  # revoked
+                pending = state.pending
                 for record in records:
-                    state = self._partitions.get(tp)
-                    if state is None or record.offset < state.next_offset:
-                        continue  # revoked, or already handed out before a re-seek
-                    if record.offset > state.next_offset and self._wait_for_gap(
-                        state, loop.time(), gap_wait
-                    ):
-                        consumer.seek(tp, state.next_offset)
-                        rereading = True
-                        break
+                    offset = record.offset
+                    if offset != state.next_offset:
+                        if offset < state.next_offset:
+                            continue  # already handed out before a re-seek
+                        if self._wait_for_gap(state, loop.time(), gap_wait):
+                            consumer.seek(tp, state.next_offset)
+                            rereading = True
+                            break
                     state.gap_since = None
-                    while self._retry:  # redeliveries go before newer records
-                        if not await self._hand_out(self._retry.popleft()):
-                            return
-                    if self._partitions.get(tp) is not state:
-                        continue
-                    state.next_offset = record.offset + 1
-                    if not await self._hand_out(self._new_delivery(tp, state, record)):
+                    if retry:
+                        while retry:  # redeliveries go before newer records
+                            if not await self._hand_out(retry.popleft()):
+                                return
+                        if not state.live:
+                            break  # revoked meanwhile: its next owner reads the rest
+                    state.next_offset = offset + 1
+                    attempt = self._attempts.pop((tp, offset), 0) + 1 if self._attempts else 1
+                    delivery = KafkaDelivery(self, tp, state, record, attempt)
+                    pending[offset] = delivery
+                    if not await dispatch(delivery):
                         return
+                    if not state.live:
+                        break  # revoked while the handler ran
             if rereading:
                 await asyncio.sleep(0.005)  # let the missing record land before re-reading
 
@@ -711,22 +801,26 @@ class KafkaSubscription(Subscription):
 
     def _settle(self, delivery: KafkaDelivery, *, redeliver: bool) -> None:
         state = delivery._state
-        offset = delivery.offset
         self._settled.set()
-        if self._partitions.get(delivery._partition) is not state:
+        if not state.live:
             return  # the partition was revoked: its new owner redelivers
-        if state.pending.get(offset) is not delivery:
+        pending = state.pending
+        offset = delivery._offset
+        current = pending.pop(offset, None)
+        if current is not delivery:
+            if current is not None:
+                pending[offset] = current  # a newer delivery of it is under way
             return
-        if redeliver and not self._stopped:
+        if redeliver:
+            if self._stopped:
+                pending[offset] = delivery  # closing: uncommitted, the group redelivers it
+                return
             again = KafkaDelivery(
                 self, delivery._partition, state, delivery._record, delivery.attempt + 1
             )
-            state.pending[offset] = again
+            pending[offset] = again
             self._retry.append(again)
             return
-        if redeliver:
-            return  # closing: leave it uncommitted, the group redelivers it
-        del state.pending[offset]
         if self.group is not None:
             self._commit_wanted.set()
 
@@ -878,6 +972,8 @@ class KafkaBroker(Broker):
                 **self.client_kwargs(),
                 acks=self.options["acks"],
                 linger_ms=self.options["linger_ms"],
+                # A batch larger than a request could never be sent.
+                max_batch_size=min(int(self.options["batch_bytes"]), max_bytes),  # type: ignore[call-overload]
                 max_request_size=max_bytes,
                 enable_idempotence=False,
             )
@@ -967,34 +1063,73 @@ class KafkaBroker(Broker):
         if topic not in self._topics:
             await self.ensure_topic(topic, PublishError)
         producer = self._live_producer()
+        key = message.key
         future = await producer.send(
             topic,
             value=message.body,
-            key=None if message.key is None else message.key.encode(),
+            key=None if key is None else key.encode(),
             headers=_record_headers(message),
             timestamp_ms=_timestamp_ms(message.timestamp),
         )
         await future
 
     async def _publish_many(self, topic: str, messages: list[Message]) -> None:
+        """Hand every record to the producer, then await every acknowledgement.
+
+        Keyed records go to their key's partition (murmur2, as :meth:`_publish`); all
+        keyless records of one call go to *one* partition, chosen at random per call
+        (sticky partitioning, like the Java client's default partitioner since KIP-480),
+        so the producer fills full batches instead of one small batch per partition.
+        """
         if topic not in self._topics:
             await self.ensure_topic(topic, PublishError)
         producer = self._live_producer()
+        send = producer.send
+        sticky: int | None = None
+        chosen = False
         futures = []
         for message in messages:
-            futures.append(
-                await producer.send(
+            key = message.key
+            if key is None:
+                if not chosen:
+                    sticky = await self._sticky_partition(producer, topic)
+                    chosen = True
+                future = await send(
                     topic,
                     value=message.body,
-                    key=None if message.key is None else message.key.encode(),
+                    partition=sticky,
                     headers=_record_headers(message),
                     timestamp_ms=_timestamp_ms(message.timestamp),
                 )
-            )
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+            else:
+                future = await send(
+                    topic,
+                    value=message.body,
+                    key=key.encode(),
+                    headers=_record_headers(message),
+                    timestamp_ms=_timestamp_ms(message.timestamp),
+                )
+            futures.append(future)
+        # Await in order instead of gather(): a done future costs no callback, and the
+        # records of one batch are all done when its first is.
+        error: BaseException | None = None
+        for future in futures:
+            try:
+                await future
+            except Exception as exc:
+                if error is None:
+                    error = exc
+        if error is not None:
+            raise error
+
+    @staticmethod
+    async def _sticky_partition(producer: Any, topic: str) -> int | None:
+        """A random partition of ``topic`` for the keyless records of one publish_many
+        call (None: let the producer's partitioner choose, if none is known)."""
+        partitions = await producer.partitions_for(topic)
+        if not partitions:
+            return None
+        return int(random.choice(sorted(partitions)))  # spreading load, not security
 
     # --- subscribing -----------------------------------------------------------------
 

@@ -20,11 +20,18 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
+from aiokafka.structs import ConsumerRecord
 
 import brokerkit
 from brokerkit import InvalidOptionError, PublishError, SubscribeError
 from brokerkit.core.message import Delivery
-from brokerkit.plugins.kafka import ID_HEADER, TIMESTAMP_HEADER, KafkaDelivery
+from brokerkit.plugins.kafka import (
+    ID_HEADER,
+    TIMESTAMP_HEADER,
+    KafkaDelivery,
+    _record_headers,
+    message_from_record,
+)
 from brokerkit.testing.helpers import Collector
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "kafka-server"
@@ -269,6 +276,7 @@ def test_unknown_option_is_refused_with_the_known_ones() -> None:
     ("query", "match"),
     [
         ("partitions=0", "partitions"),
+        ("batch_bytes=100", "batch_bytes"),
         ("acks=2", "acks"),
         ("security_protocol=TLS", "security_protocol"),
         ("sasl_mechanism=GSSAPI", "sasl_mechanism"),
@@ -365,3 +373,110 @@ async def test_concurrent_producers_on_one_partition_lose_nothing(url: str, topi
             offsets = sorted(d.offset for d in deliveries if isinstance(d, KafkaDelivery))
             assert offsets == list(range(len(expected))), "a record was skipped"
             assert set(collector.bodies) == expected
+
+
+async def test_publish_many_puts_keyless_messages_of_one_call_on_one_partition(
+    bootstrap: str, topic: str
+) -> None:
+    # Sticky partitioning (KIP-480): one batch per call instead of one per partition;
+    # keyed messages still follow their key's murmur2 partition, in order.
+    async with brokerkit.connect(f"kafka://{bootstrap}?partitions=4&{FAST}") as broker:
+        collector = Collector()
+        await broker.subscribe(topic, collector)
+        keys = [f"key-{i}" for i in range(4)]
+        calls = 6
+        for number in range(calls):
+            batch: list[brokerkit.Message] = []
+            for i in range(40):
+                key = keys[i % 4] if i % 3 == 0 else None
+                batch.append(brokerkit.Message(f"{number}/{i}/{key}".encode(), key=key))
+            await broker.publish_many(topic, batch)
+        deliveries = await collector.wait_for(calls * 40)
+    keyless_partitions: dict[str, set[int]] = {}
+    for delivery in deliveries:
+        assert isinstance(delivery, KafkaDelivery)
+        call, _i, body_key = delivery.message.body.decode().split("/")
+        if delivery.message.key is None:
+            keyless_partitions.setdefault(call, set()).add(delivery.partition)
+        else:
+            assert delivery.partition == (murmur2(body_key.encode()) & 0x7FFFFFFF) % 4, body_key
+    assert len(keyless_partitions) == calls
+    for call, partitions in keyless_partitions.items():
+        assert len(partitions) == 1, f"keyless messages of call {call} went to {partitions}"
+    for each_key in keys:  # keyed order holds
+        bodies = [d.message.body for d in deliveries if d.message.key == each_key]
+        expected = [
+            f"{c}/{i}/{each_key}".encode()
+            for c in range(calls)
+            for i in range(40)
+            if i % 3 == 0 and keys[i % 4] == each_key
+        ]
+        assert bodies == expected
+    for prefix in (f"{c}/".encode() for c in range(calls)):  # keyless order within a call
+        bodies = [
+            d.message.body
+            for d in deliveries
+            if d.message.key is None and d.message.body.startswith(prefix)
+        ]
+        assert bodies == sorted(bodies, key=lambda b: int(b.split(b"/")[1]))
+
+
+def _record(headers: list[tuple[str, bytes]], *, key: bytes | None = b"k") -> ConsumerRecord:
+    return ConsumerRecord(
+        topic="t",
+        partition=1,
+        offset=7,
+        timestamp=1_600_000_000_000,
+        timestamp_type=0,
+        key=key,
+        value=b"body",
+        checksum=None,
+        serialized_key_size=1,
+        serialized_value_size=4,
+        headers=headers,
+    )
+
+
+def test_record_headers_put_the_envelope_last_and_skip_empty_user_headers() -> None:
+    plain = brokerkit.Message(b"x", id="id-1", timestamp=1.5)
+    assert _record_headers(plain) == [(ID_HEADER, b"id-1"), (TIMESTAMP_HEADER, b"1.5")]
+    with_headers = brokerkit.Message(b"x", {"a": "1", "b": "é"}, id="id-2", timestamp=2.0)
+    assert _record_headers(with_headers) == [
+        ("a", b"1"),
+        ("b", "é".encode()),
+        (ID_HEADER, b"id-2"),
+        (TIMESTAMP_HEADER, b"2.0"),
+    ]
+
+
+def test_a_brokerkit_record_decodes_to_the_published_message() -> None:
+    sent = brokerkit.Message(b"body", {"lang": "ελληνικά", "n": ""}, key="k", timestamp=17.25)
+    assert message_from_record(_record(_record_headers(sent))) == sent
+    keyless = brokerkit.Message(b"body", timestamp=3.0)
+    assert message_from_record(_record(_record_headers(keyless), key=None)) == keyless
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        [(ID_HEADER, b"id-9"), (TIMESTAMP_HEADER, b"not a number")],
+        [(ID_HEADER, b""), (TIMESTAMP_HEADER, b"5.0")],
+        [(TIMESTAMP_HEADER, b"5.0"), (ID_HEADER, b"id-9")],  # not brokerkit's order
+    ],
+)
+def test_a_damaged_envelope_is_decoded_as_a_foreign_record(
+    envelope: list[tuple[str, bytes]],
+) -> None:
+    # Without the intact envelope the validating path runs: bad headers are dropped.
+    record = _record([("ok", b"v"), ("bad name", b"x"), ("multi", b"a\nb"), *envelope])
+    message = message_from_record(record)
+    assert message.headers == {"ok": "v"}
+    assert message.body == b"body"
+    assert message.key == "k"
+
+
+async def test_batch_bytes_reaches_the_producer(bootstrap: str) -> None:
+    async with brokerkit.connect(f"kafka://{bootstrap}?batch_bytes=2048") as small:
+        assert small._producer._message_accumulator._batch_size == 2048  # type: ignore[attr-defined]
+    async with brokerkit.connect(f"kafka://{bootstrap}") as default:
+        assert default._producer._message_accumulator._batch_size == 65536  # type: ignore[attr-defined]
