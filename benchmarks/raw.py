@@ -313,7 +313,7 @@ class RawRedisPubSub(Side):
 
 
 class RawRedisStreams(RawRedisPubSub):
-    """redis-py Streams: XADD per message; XREADGROUP (COUNT 100) then XACK per message."""
+    """redis-py Streams: XADD per message; XREADGROUP (COUNT 100), then one XACK per read batch."""
 
     def topic(self, name: str) -> str:
         return f"rawbench:{name}:{uuid.uuid4().hex[:10]}"
@@ -347,8 +347,10 @@ class RawRedisStreams(RawRedisPubSub):
                 # A short BLOCK so that unsubscribe never has to cancel a blocked read.
                 resp = await self.r.xreadgroup(group, "c1", {topic: ">"}, count=100, block=100)
                 for _stream, entries in resp or ():
-                    for entry_id, fields in entries:
-                        await self.r.xack(topic, group, entry_id)
+                    # One XACK for the whole read batch, as a careful redis-py user would
+                    # (brokerkit batches its XACKs too); messages count once it returned.
+                    await self.r.xack(topic, group, *[entry_id for entry_id, _ in entries])
+                    for _entry_id, fields in entries:
                         on_message(fields[b"body"])
 
         task = asyncio.create_task(consume())

@@ -8,20 +8,24 @@ a TLS port that requires client certificates, and no persistence), never the sha
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import socket
+import struct
 import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio
 
 import brokerkit
-from brokerkit import AuthenticationError, BrokerConnectionError, Message
-from brokerkit.plugins.redis._pubsub import decode_envelope, encode_envelope
+from brokerkit import AuthenticationError, BrokerConnectionError, Delivery, Message
+from brokerkit.plugins.redis import _streams
+from brokerkit.plugins.redis._pubsub import decode_envelope, decode_payload, encode_envelope
 from brokerkit.testing.helpers import Collector, wait_until
 
 pytestmark = pytest.mark.skipif(
@@ -273,14 +277,15 @@ async def test_topic_maps_to_prefixed_stream_with_documented_fields(
     entries = await raw.xrange(f"{prefix}orders.created")
     assert [fields for _id, fields in entries] == [
         {
-            b"id": message.id.encode(),
-            b"ts": b"1234.5",
+            b"m": f"1234.5 {message.id}".encode(),
             b"k": b"k-1",
             b"h": '{"h":"ü"}'.encode(),
             b"b": b"\x00body\xff",
         },
-        {b"id": entries[1][1][b"id"], b"ts": entries[1][1][b"ts"], b"b": b"plain"},
+        {b"m": entries[1][1][b"m"], b"b": b"plain"},
     ]
+    timestamp, _, message_id = entries[1][1][b"m"].partition(b" ")
+    assert abs(float(timestamp) - time.time()) < 60 and len(message_id) == 32
 
 
 async def test_database_number_comes_from_the_path(server: PrivateRedis) -> None:
@@ -381,6 +386,16 @@ def test_pubsub_envelope_round_trips(message: Message) -> None:
     assert decode_envelope(encode_envelope(message)) == message
 
 
+def test_pubsub_envelope_starts_with_the_magic() -> None:
+    assert encode_envelope(Message(b"x")).startswith(b"\x00BK\x02")
+    assert encode_envelope(Message(b"x", {"a": "b"}, key="k")).startswith(b"\x00BK\x02")
+
+
+def test_pubsub_envelope_of_earlier_versions_is_still_decoded() -> None:
+    legacy = struct.pack("!BdHHI", 1, 12.5, 3, 2, 9) + b"abck" + b'{"a":"b"}' + b"body"
+    assert decode_payload(legacy) == Message(b"body", {"a": "b"}, id="abc", key="k", timestamp=12.5)
+
+
 def test_pubsub_envelope_refuses_other_payloads() -> None:
     with pytest.raises(ValueError):
         decode_envelope(b"\x02" + encode_envelope(Message(b"x"))[1:])
@@ -439,3 +454,278 @@ async def test_subscription_survives_the_server_dropping_its_connections(
     assert deliveries[1].message.body.startswith(b"after-")
     if scheme == "redis":
         assert deliveries[1].message.body == b"after-0"
+
+
+# --- streams: prefetch ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "needle"),
+    [
+        ("prefetch=0", "prefetch='0'"),
+        ("prefetch=10001", "prefetch='10001'"),
+        ("prefetch=many", "prefetch='many'"),
+        ("batch=0", "batch='0'"),
+    ],
+)
+def test_bad_prefetch_is_refused_with_the_accepted_range(query: str, needle: str) -> None:
+    with pytest.raises(brokerkit.InvalidOptionError) as info:
+        brokerkit.connect(f"redis://127.0.0.1:6379/0?{query}")
+    assert needle in str(info.value)
+    if "many" not in query:
+        assert ">= 1 and <= 10000" in str(info.value)
+
+
+def test_prefetch_is_a_streams_option_only() -> None:
+    with pytest.raises(brokerkit.InvalidOptionError):
+        brokerkit.connect("redis+pubsub://127.0.0.1:6379/0?prefetch=5")
+
+
+async def _pending_while_the_handler_is_busy(
+    server: PrivateRedis,
+    raw: redis.asyncio.Redis,
+    topic: str,
+    published: int,
+    max_in_flight: int = 1,
+    **options: object,
+) -> int:
+    """Publish, subscribe with a handler that blocks; how many entries the consumer holds."""
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def busy(delivery: Delivery) -> None:
+        started.set()
+        await release.wait()
+
+    async with brokerkit.connect(server.url(), **options) as broker:
+        await broker.publish_many(topic, [b"x"] * published)
+        await broker.subscribe(
+            topic, busy, durable="d", start="earliest", max_in_flight=max_in_flight
+        )
+        await asyncio.wait_for(started.wait(), 10)
+        await asyncio.sleep(0.2)  # a further read would show by now
+        pending = int((await raw.xpending(f"bk:{topic}", "durable.d"))["pending"])
+        release.set()
+    return pending
+
+
+@pytest.mark.parametrize(
+    ("options", "max_in_flight", "expected"),
+    [({"prefetch": 7}, 1, 7), ({}, 1, 100), ({"batch": 5}, 1, 5), ({"prefetch": 1}, 3, 3)],
+    ids=["prefetch-7", "default-100", "deprecated-batch", "max-in-flight-wins"],
+)
+async def test_prefetch_is_the_xreadgroup_count(
+    server: PrivateRedis,
+    raw: redis.asyncio.Redis,
+    options: dict[str, object],
+    max_in_flight: int,
+    expected: int,
+) -> None:
+    topic = f"prefetch.{uuid.uuid4().hex[:8]}"
+    pending = await _pending_while_the_handler_is_busy(
+        server, raw, topic, 150, max_in_flight, **options
+    )
+    if max_in_flight == 1:
+        assert pending == expected
+    else:
+        # The handlers take max_in_flight entries, each worker queues one more, and the
+        # read loop holds one: reads of COUNT 3 continue until every slot is full.
+        assert expected <= pending < 150
+
+
+async def test_prefetched_entries_not_handled_are_redelivered_after_unsubscribe(
+    server: PrivateRedis, raw: redis.asyncio.Redis
+) -> None:
+    topic = f"prefetch.back.{uuid.uuid4().hex[:8]}"
+    async with brokerkit.connect(server.url(), prefetch=50) as broker:
+        first_seen = asyncio.Event()
+
+        async def slow(delivery: Delivery) -> None:
+            first_seen.set()
+            await asyncio.sleep(0.3)
+
+        await broker.publish_many(topic, [str(i).encode() for i in range(20)])
+        sub = await broker.subscribe(topic, slow, durable="back", start="earliest")
+        await asyncio.wait_for(first_seen.wait(), 10)
+        await sub.unsubscribe()  # holds 20 entries, handled 1
+        handled_first = 1
+        collector = Collector()
+        await broker.subscribe(topic, collector, durable="back")
+        deliveries = await collector.wait_for(20 - handled_first)
+        assert [d.message.body for d in deliveries] == [str(i).encode() for i in range(1, 20)]
+        # Never handed to a handler: the delivery counter was not raised for them.
+        assert all(d.attempt == 1 for d in deliveries)
+        await wait_until(lambda: all(d.settled for d in deliveries))
+    assert (await raw.xpending(f"bk:{topic}", "durable.back"))["pending"] == 0
+
+
+# --- streams: batched acks -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("close", ["unsubscribe", "disconnect"])
+async def test_acks_queued_are_sent_before_unsubscribe_and_disconnect_return(
+    server: PrivateRedis, raw: redis.asyncio.Redis, close: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No timed flush, and the reader blocked in XREADGROUP when the acks are queued:
+    # only the flush on close can send them (the read loop stops without reading again).
+    monkeypatch.setattr(_streams, "_ACK_DELAY", 60.0)
+    topic = f"acks.{close}.{uuid.uuid4().hex[:8]}"
+    broker = await brokerkit.connect(server.url(), block_ms=2000)
+    try:
+        collector = Collector()
+        await broker.publish_many(topic, [b"x"] * 50)
+        sub = await broker.subscribe(
+            topic, collector, durable="d", start="earliest", ack="manual", max_in_flight=4
+        )
+        deliveries = await collector.wait_for(50)
+        await asyncio.sleep(0.05)  # the read loop is blocked in its next XREADGROUP
+        for delivery in deliveries:
+            await delivery.ack()
+        assert (await raw.xpending(f"bk:{topic}", "durable.d"))["pending"] == 50
+        if close == "unsubscribe":
+            await sub.unsubscribe()
+        else:
+            await broker.disconnect()
+        assert (await raw.xpending(f"bk:{topic}", "durable.d"))["pending"] == 0
+        # Nothing comes back to the next member of the group.
+        async with brokerkit.connect(server.url()) as again:
+            collector = Collector()
+            await again.subscribe(topic, collector, durable="d")
+            await collector.assert_no_more(0, within=0.5)
+    finally:
+        await broker.disconnect()
+
+
+async def test_a_queued_ack_is_sent_within_milliseconds_while_the_reader_blocks(
+    server: PrivateRedis, raw: redis.asyncio.Redis
+) -> None:
+    topic = f"acks.soon.{uuid.uuid4().hex[:8]}"
+    async with brokerkit.connect(server.url(), block_ms=10_000) as broker:
+        collector = Collector()
+        await broker.subscribe(topic, collector, durable="d", ack="manual")
+        await broker.publish(topic, b"x")
+        (delivery,) = await collector.wait_for(1)
+        await asyncio.sleep(0.05)  # the read loop is blocked in its next XREADGROUP
+        await delivery.ack()
+        started = time.monotonic()
+        while (await raw.xpending(f"bk:{topic}", "durable.d"))["pending"]:
+            assert time.monotonic() - started < 1.0, "the XACK waited for the next read"
+            await asyncio.sleep(0.002)
+
+
+async def test_a_queued_ack_is_never_resurrected_by_a_nack_or_a_claim(
+    server: PrivateRedis, raw: redis.asyncio.Redis
+) -> None:
+    topic = f"acks.order.{uuid.uuid4().hex[:8]}"
+    subscription: Any = None
+
+    async def ack_then_stale_nack(delivery: Delivery) -> None:
+        await delivery.ack()
+        # A stale nack of the same entry (as a second delivery of it would send) while
+        # its XACK is still queued: the entry must stay acked, not be claimed back.
+        subscription.retry_entry(delivery._entry_id, delivery.attempt)  # type: ignore[attr-defined]
+
+    async with brokerkit.connect(server.url(), block_ms=5000) as broker:
+        collector = Collector(ack_then_stale_nack)
+        subscription = await broker.subscribe(topic, collector, durable="d", ack="manual")
+        await broker.publish_many(topic, [b"a", b"b", b"c"])
+        await collector.wait_for(3)
+        await collector.assert_no_more(3, within=0.5)
+        await subscription.unsubscribe()
+        assert (await raw.xpending(f"bk:{topic}", "durable.d"))["pending"] == 0
+
+
+async def test_a_failed_xack_is_logged_without_the_password_and_redelivered(
+    server: PrivateRedis, raw: redis.asyncio.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    user, password = "noack", "noack-" + uuid.uuid4().hex
+    await raw.execute_command(
+        "ACL", "SETUSER", user, "on", f">{password}", "~bk:*", "&*", "+@all", "-xack"
+    )
+    topic = f"acks.failed.{uuid.uuid4().hex[:8]}"
+    caplog.set_level(logging.WARNING, logger="brokerkit.redis")
+    async with brokerkit.connect(server.url(auth=f"{user}:{password}@")) as broker:
+        collector = Collector()
+        sub = await broker.subscribe(topic, collector, durable="d")
+        await broker.publish(topic, b"once")
+        (delivery,) = await collector.wait_for(1)
+        await wait_until(lambda: "acknowledging" in caplog.text)
+        await sub.unsubscribe()
+    assert password not in caplog.text
+    assert "NOPERM" in caplog.text or "permission" in caplog.text.lower()
+    # The entry stayed pending and went back to the group: delivered again.
+    async with brokerkit.connect(server.url()) as broker:
+        collector = Collector()
+        await broker.subscribe(topic, collector, durable="d")
+        (again,) = await collector.wait_for(1)
+        assert (again.message.id, again.attempt) == (delivery.message.id, 2)
+        await wait_until(lambda: again.settled)
+    assert (await raw.xpending(f"bk:{topic}", "durable.d"))["pending"] == 0
+
+
+async def test_nack_still_redelivers_with_batched_acks(server: PrivateRedis) -> None:
+    async def nack_first(delivery: Delivery) -> None:
+        if delivery.attempt == 1:
+            await delivery.nack()
+        else:
+            await delivery.ack()
+
+    async with brokerkit.connect(server.url()) as broker:
+        collector = Collector(nack_first)
+        topic = f"acks.nack.{uuid.uuid4().hex[:8]}"
+        await broker.subscribe(topic, collector, ack="manual")
+        await broker.publish_many(topic, [b"a", b"b", b"c"])
+        deliveries = await collector.wait_for(6)
+        assert sorted((d.message.body, d.attempt) for d in deliveries) == sorted(
+            (body, attempt) for body in (b"a", b"b", b"c") for attempt in (1, 2)
+        )
+        await collector.assert_no_more(6, within=0.3)
+
+
+# --- streams: entries of earlier versions, publish_many --------------------------------------
+
+
+async def test_entries_of_earlier_brokerkit_versions_are_read(
+    server: PrivateRedis, raw: redis.asyncio.Redis
+) -> None:
+    async with brokerkit.connect(server.url()) as broker:
+        collector = Collector()
+        await broker.subscribe("legacy.t", collector)
+        await raw.xadd(
+            "bk:legacy.t",
+            {"id": "old-id", "ts": "12.5", "k": "key", "h": '{"a":"b"}', "b": b"old"},
+        )
+        (delivery,) = await collector.wait_for(1)
+    assert delivery.message == Message(b"old", {"a": "b"}, id="old-id", key="key", timestamp=12.5)
+
+
+@pytest.mark.parametrize("scheme", ["redis", "redis+pubsub"])
+async def test_publish_many_keeps_order_across_pipelines(server: PrivateRedis, scheme: str) -> None:
+    topic = f"many.{uuid.uuid4().hex[:8]}"
+    messages = [
+        Message(str(i).encode(), {"i": str(i)} if i % 3 == 0 else None, key="k" if i % 5 else None)
+        for i in range(2500)
+    ]
+    async with brokerkit.connect(server.url(scheme)) as broker:
+        collector = Collector()
+        await broker.subscribe(topic, collector)
+        await broker.publish_many(topic, messages)
+        deliveries = await collector.wait_for(2500)
+    assert [d.message for d in deliveries] == messages
+
+
+# --- Pub/Sub: payloads of other programs -----------------------------------------------------
+
+
+async def test_pubsub_payloads_of_other_programs_are_delivered_as_the_body(
+    server: PrivateRedis, raw: redis.asyncio.Redis
+) -> None:
+    async with brokerkit.connect(server.url("redis+pubsub")) as broker:
+        collector = Collector()
+        await broker.subscribe("foreign.p", collector)
+        before = time.time()
+        await raw.publish("bk:foreign.p", b"from elsewhere")
+        (delivery,) = await collector.wait_for(1)
+    message = delivery.message
+    assert (message.body, message.headers, message.key) == (b"from elsewhere", {}, None)
+    assert len(message.id) == 32 and before - 1 <= message.timestamp <= time.time() + 1

@@ -8,8 +8,14 @@ uses an ACL user. A refused password raises :class:`brokerkit.AuthenticationErro
 without the password in it.
 
 Topic ``a.b`` maps to the stream key (Streams) or channel (Pub/Sub) ``PREFIX + "a.b"``,
-with the ``prefix`` option (default ``bk:``). Streams details are in
-:mod:`brokerkit.plugins.redis._streams`, Pub/Sub details in
+with the ``prefix`` option (default ``bk:``). Streams also take ``prefetch`` (1 to
+10000, default 100): one ``XREADGROUP`` reads up to ``max(prefetch, max_in_flight)``
+entries ahead of the handlers. A larger value means fewer round trips; a smaller one
+means one consumer holds fewer unacknowledged entries that the other members of its
+group cannot take until they are handled (or handed back when it unsubscribes).
+Streams acks are batched: ``ack()`` returns once the ``XACK`` is queued, and it is sent
+within milliseconds, and always before ``unsubscribe()`` / ``disconnect()`` return.
+Streams details are in :mod:`brokerkit.plugins.redis._streams`, Pub/Sub details in
 :mod:`brokerkit.plugins.redis._pubsub`.
 
 redis-py is imported only when a broker is created or connects.
@@ -66,7 +72,19 @@ STREAMS_OPTIONS: tuple[OptionSpec, ...] = (
         5.0,
         "seconds an entry of a vanished consumer stays pending before another claims it",
     ),
-    OptionSpec("batch", as_int(1, 10_000), 10, "entries read per XREADGROUP"),
+    OptionSpec(
+        "prefetch",
+        as_int(1, 10_000),
+        100,
+        "entries one XREADGROUP reads ahead of the handlers (COUNT is max(prefetch, "
+        "max_in_flight)); more: fewer round trips, less: more left to competing consumers",
+    ),
+    OptionSpec(
+        "batch",
+        as_int(1, 10_000),
+        None,
+        "deprecated: the former name of prefetch (when given, it takes prefetch's place)",
+    ),
 )
 
 
