@@ -228,8 +228,13 @@ class Delivery:
     async def ack(self) -> None:
         """Acknowledge: the broker will not deliver this message to this group again.
 
-        Idempotent. Raises :class:`DeliveryStateError` after :meth:`nack`, and
-        brokerkit errors from the plugin if the broker cannot be told.
+        Returns once the acknowledgement is handed to the broker's client. Where the
+        broker does not reply to acknowledgements (AMQP, JetStream) or the plugin
+        batches them (Redis Streams, Kafka offset commits), an acknowledgement lost to a
+        connection failure means the message is delivered again (at least once), never
+        that it is lost; plugins say so in their docstrings. Idempotent. Raises
+        :class:`DeliveryStateError` after :meth:`nack`, and brokerkit errors from the
+        plugin if the broker cannot be told.
         """
         if self.state is DeliveryState.ACKED:
             return

@@ -37,9 +37,13 @@ class SubscribeOptions:
         (redelivery). ``"manual"``: the handler calls ``delivery.ack()`` /
         ``delivery.nack()``; a handler that raises before settling still nacks.
     max_in_flight
-        At most this many handlers of the subscription run at once (and plugins bound
-        the broker's prefetch by it). Messages with the same key are never handled
-        concurrently, so order per key holds for any value.
+        At most this many handlers of the subscription run at once. Messages with the
+        same key are never handled concurrently, so order per key holds for any value.
+        It does not bound what the client fetches ahead: plugins whose broker pushes or
+        pulls in batches (JetStream, Redis Streams, RabbitMQ) fetch up to
+        ``max(prefetch, max_in_flight)`` unacknowledged messages, ``prefetch`` being
+        the plugin's URL option (default 100). Prefetched messages not yet handled at
+        unsubscribe are left to the broker for redelivery.
     max_deliver
         After this many failed attempts the message is not redelivered: it goes to
         ``dead_letter`` if given, else it is dropped (and logged).
