@@ -19,8 +19,11 @@ How brokerkit maps onto RabbitMQ:
   keep it across a broker restart). A message that **no queue is bound for is dropped
   by RabbitMQ** (``mandatory=False``) and the publish still succeeds: that is the
   topic-exchange semantics, and why ``start="earliest"`` (REPLAY) is not offered.
+  :meth:`publish_many` sends its messages in order with up to 1000 (``PUBLISH_WINDOW``)
+  awaiting their confirm at once, and returns once every one is confirmed.
 * **Subscriptions.** Each subscription has its own channel, with a prefetch
-  (``basic.qos``) equal to ``max_in_flight``, and one queue:
+  (``basic.qos`` ``prefetch_count``) of ``max(prefetch, max_in_flight)`` (option
+  ``prefetch``, 1 to 10000, default 100), and one queue:
 
   - a plain subscription: a server-named, exclusive, auto-delete classic queue, deleted
     on unsubscribe;
@@ -48,15 +51,26 @@ How brokerkit maps onto RabbitMQ:
   are AMQP headers of the same name, except names starting with ``x-bk-`` or used by
   RabbitMQ itself (``x-delivery-count``, ``x-death``...), which travel as
   ``x-bk-h-<name>`` so they come back unchanged.
+* **Prefetch.** RabbitMQ sends a subscription up to ``max(prefetch, max_in_flight)``
+  messages ahead of their acks; handler concurrency stays bounded by ``max_in_flight``.
+  A large prefetch keeps the consumer busy (no round trip to RabbitMQ between one ack
+  and the next message), at a price: one consumer holds up to that many unacked
+  messages, which the other members of a ``queue=`` group cannot take until it acks
+  them or goes away; a message prefetched but not yet handled when the subscription
+  closes is returned to the queue (never acked), which a quorum queue counts as an
+  attempt; and RabbitMQ's ``consumer_timeout`` runs from the delivery, so prefetch
+  times the handler's duration must stay well below it. Use a small ``prefetch``
+  (e.g. 1) for slow handlers, above all in a competing group.
 * **Unsubscribe / disconnect** cancel the consumer and close its channel: RabbitMQ
-  returns every unacked message to its queue. The connection is not re-established
-  automatically if it is lost; publishes then fail with :class:`PublishError` and
-  subscriptions stop receiving (a warning is logged). The same happens to one
-  subscription whose delivery stays unacked longer than RabbitMQ's
-  ``consumer_timeout`` (30 minutes by default): RabbitMQ closes its channel.
+  returns every unacked message to its queue, including prefetched ones no handler
+  has seen. The connection is not re-established automatically if it is lost;
+  publishes then fail with :class:`PublishError` and subscriptions stop receiving (a
+  warning is logged). The same happens to one subscription whose delivery stays
+  unacked longer than RabbitMQ's ``consumer_timeout`` (30 minutes by default):
+  RabbitMQ closes its channel.
 
 Options: ``exchange``, ``queue_expires``, ``durable_expires``, ``publish_timeout``,
-``heartbeat``, and for ``amqps://`` ``ssl_ca``, ``ssl_cert``, ``ssl_key``,
+``heartbeat``, ``prefetch``, and for ``amqps://`` ``ssl_ca``, ``ssl_cert``, ``ssl_key``,
 ``ssl_verify`` (see :data:`OPTIONS`).
 """
 
@@ -67,7 +81,8 @@ import hashlib
 import logging
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
 
 from brokerkit.core.broker import Broker, Handler, Subscription
 from brokerkit.core.capabilities import Capability
@@ -87,13 +102,9 @@ from brokerkit.core.url import BrokerURL
 if TYPE_CHECKING:
     import ssl
 
-    from aio_pika.abc import (
-        AbstractChannel,
-        AbstractConnection,
-        AbstractExchange,
-        AbstractIncomingMessage,
-        AbstractQueue,
-    )
+    import aiormq
+    from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
+    from aiormq.abc import DeliveredMessage
 
 log = logging.getLogger("brokerkit.rabbitmq")
 
@@ -105,6 +116,7 @@ TIMESTAMP_HEADER = "x-bk-ts"
 ID_HEADER = "x-bk-id"
 #: Prefix of user headers whose own name is reserved (by brokerkit or RabbitMQ).
 ESCAPED_PREFIX = "x-bk-h-"
+_ESCAPED_LEN = len(ESCAPED_PREFIX)
 _INTERNAL_PREFIX = "x-bk-"
 #: Headers RabbitMQ adds itself; user headers of these names are escaped.
 RABBITMQ_HEADERS = frozenset(
@@ -122,7 +134,12 @@ RABBITMQ_HEADERS = frozenset(
     }
 )
 _MAX_SHORTSTR = 255
-_PUBLISH_WINDOW = 500  # publishes awaiting a confirm at once in publish_many
+#: Publishes awaiting their confirm at once in ``publish_many`` (as the raw benchmark).
+PUBLISH_WINDOW = 1000
+#: Default and largest value of the ``prefetch`` option.
+DEFAULT_PREFETCH = 100
+MAX_PREFETCH = 10000
+_PERSISTENT = 2  # AMQP delivery_mode
 
 
 _AMQP_NAME = re.compile(r"[A-Za-z0-9_.:@#,/+-]{1,127}")
@@ -168,6 +185,12 @@ _COMMON_OPTIONS: tuple[OptionSpec, ...] = (
         "seconds a publish waits for RabbitMQ's confirm before PublishError",
     ),
     OptionSpec("heartbeat", as_int(0, 65535), 60, "AMQP heartbeat in seconds (0: off)"),
+    OptionSpec(
+        "prefetch",
+        as_int(1, MAX_PREFETCH),
+        DEFAULT_PREFETCH,
+        "unacked messages RabbitMQ sends a subscription ahead: max(prefetch, max_in_flight)",
+    ),
 )
 
 _TLS_OPTIONS: tuple[OptionSpec, ...] = (
@@ -227,12 +250,29 @@ def _user_header_name(name: str) -> str:
     return name
 
 
-def _encode_headers(message: Message) -> dict[str, Any]:
-    headers: dict[str, Any] = {_user_header_name(k): v for k, v in message.headers.items()}
-    headers[TIMESTAMP_HEADER] = repr(message.timestamp)
-    if message.key is not None:
-        headers[KEY_HEADER] = message.key
-    if len(message.id.encode()) > _MAX_SHORTSTR:
+def _id_is_long(message_id: str) -> bool:
+    """True if ``message_id`` does not fit the AMQP ``message_id`` (a shortstr)."""
+    # 63 code points are at most 252 UTF-8 bytes: short ids need no encode.
+    return len(message_id) > 63 and len(message_id.encode()) > _MAX_SHORTSTR
+
+
+def _encode_headers(message: Message, long_id: bool) -> dict[str, Any]:
+    """The AMQP headers of ``message``, as one dict built once.
+
+    User headers (reserved names escaped as ``x-bk-h-<name>``), the exact timestamp
+    (``x-bk-ts``, the envelope marker), the key (``x-bk-key``) if any and, when
+    ``long_id``, the id (``x-bk-id``). Pure.
+    """
+    user = message.headers
+    if user:
+        headers: dict[str, Any] = {_user_header_name(k): v for k, v in user.items()}
+        headers[TIMESTAMP_HEADER] = repr(message.timestamp)
+    else:
+        headers = {TIMESTAMP_HEADER: repr(message.timestamp)}
+    key = message.key
+    if key is not None:
+        headers[KEY_HEADER] = key
+    if long_id:
         headers[ID_HEADER] = message.id
     return headers
 
@@ -243,17 +283,68 @@ def _as_text(value: object) -> str:
     return str(value)
 
 
-def _decode(incoming: AbstractIncomingMessage) -> tuple[Message, int | None]:
-    """The brokerkit message in ``incoming`` and its ``x-delivery-count`` (if any)."""
-    raw: Mapping[str, Any] = incoming.headers or {}
+def _decode(delivered: DeliveredMessage) -> tuple[Message, int | None]:
+    """The brokerkit message in ``delivered`` and its ``x-delivery-count`` (if any).
+
+    A message carrying brokerkit's envelope marker (``x-bk-ts``) was validated when it
+    was published and is rebuilt without validation (:meth:`Message.trusted`); anything
+    else goes through the validating path, which drops what brokerkit cannot carry.
+    """
+    properties = delivered.header.properties
+    raw = properties.headers
+    if raw:
+        stamp = raw.get(TIMESTAMP_HEADER)
+        if type(stamp) is str:
+            own = _decode_own(delivered.body, raw, properties.message_id, stamp)
+            if own is not None:
+                return own
+    return _decode_foreign(delivered.body, raw or {}, properties.message_id, properties.timestamp)
+
+
+def _decode_own(
+    body: bytes, raw: Mapping[str, Any], message_id: str | None, stamp: str
+) -> tuple[Message, int | None] | None:
+    """Decode brokerkit's own envelope; ``None`` if it is not quite that (then the
+    validating path decides)."""
+    try:
+        timestamp = float(stamp)
+    except ValueError:
+        return None
+    headers: dict[str, str] = {}
+    key: str | None = None
+    count: int | None = None
+    for name, value in raw.items():
+        if type(value) is not str:
+            if name == "x-delivery-count":
+                if type(value) is int:
+                    count = value
+            elif not (name.startswith(_INTERNAL_PREFIX) or name in RABBITMQ_HEADERS):
+                return None  # a user header brokerkit did not write
+        elif name.startswith(_INTERNAL_PREFIX):
+            if name.startswith(ESCAPED_PREFIX):
+                headers[name[_ESCAPED_LEN:]] = value
+            elif name == KEY_HEADER:
+                key = value or None
+            elif name == ID_HEADER:
+                message_id = value
+        elif name not in RABBITMQ_HEADERS:
+            headers[name] = value
+    if not message_id or not message_id.isprintable():
+        return None
+    return Message.trusted(body, headers, message_id, key, timestamp), count
+
+
+def _decode_foreign(
+    body: bytes, raw: Mapping[str, Any], message_id: str | None, stamp: datetime | None
+) -> tuple[Message, int | None]:
     headers: dict[str, str] = {}
     key: str | None = None
     timestamp: float | None = None
-    message_id = incoming.message_id or None
+    message_id = message_id or None
     delivery_count: int | None = None
     for name, value in raw.items():
         if name.startswith(ESCAPED_PREFIX):
-            headers[name[len(ESCAPED_PREFIX) :]] = _as_text(value)
+            headers[name[_ESCAPED_LEN:]] = _as_text(value)
         elif name == KEY_HEADER:
             key = _as_text(value) or None
         elif name == TIMESTAMP_HEADER:
@@ -271,14 +362,16 @@ def _decode(incoming: AbstractIncomingMessage) -> tuple[Message, int | None]:
         else:
             text = _as_text(value)
             headers[name] = text.replace("\r", " ").replace("\n", " ").replace("\x00", "")
-    if timestamp is None and incoming.timestamp is not None:
-        timestamp = incoming.timestamp.timestamp()
+    if timestamp is None and stamp is not None:
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=UTC)
+        timestamp = stamp.timestamp()
     if message_id is not None and not message_id.isprintable():
         message_id = None
     try:
-        message = Message(incoming.body, headers, id=message_id, key=key, timestamp=timestamp)
+        message = Message(body, headers, id=message_id, key=key, timestamp=timestamp)
     except Exception:  # a foreign publisher's odd headers: keep the body, drop the rest
-        message = Message(incoming.body, None, id=message_id, key=key, timestamp=timestamp)
+        message = Message(body, None, id=message_id, key=key, timestamp=timestamp)
     return message, delivery_count
 
 
@@ -286,14 +379,17 @@ def _decode(incoming: AbstractIncomingMessage) -> tuple[Message, int | None]:
 
 
 class RabbitMQDelivery(Delivery):
-    """A delivery from a RabbitMQ queue; ack and nack are ``basic.ack`` / ``basic.nack``.
+    """A delivery from a RabbitMQ queue; ack and nack are ``basic.ack`` / ``basic.nack``
+    of its delivery tag on the subscription's channel.
 
     ``nack(requeue=True)`` returns the message to its queue for redelivery with
-    ``attempt`` + 1. Settling raises :class:`BrokerConnectionError` if the channel is
-    gone (RabbitMQ then redelivers the message anyway).
+    ``attempt`` + 1. The frame is handed to the connection's writer without waiting for
+    it to be written (AMQP does not answer acks). Settling raises
+    :class:`BrokerConnectionError` if the channel is already closed (RabbitMQ then
+    redelivers the message anyway).
     """
 
-    __slots__ = ("_incoming", "_owner")
+    __slots__ = ("_owner", "_tag")
 
     def __init__(
         self,
@@ -301,32 +397,41 @@ class RabbitMQDelivery(Delivery):
         topic: str,
         message: Message,
         attempt: int,
-        incoming: AbstractIncomingMessage,
+        tag: int,
     ) -> None:
         super().__init__(topic, message, attempt)
         self._owner = owner
-        self._incoming = incoming
+        self._tag = tag
 
     async def _ack(self) -> None:
-        self._owner._forget(self)
+        owner = self._owner
+        if self.attempt > 1:
+            owner._forget(self)
         try:
-            await self._incoming.ack()
+            # wait=False: queued for the connection's writer, not waited for. AMQP has no
+            # reply to an ack either way; an ack lost with the connection means a
+            # redelivery, as it would had the handler not finished.
+            await owner._raw.basic_ack(self._tag, wait=False)
         except Exception as exc:
-            raise self._owner.broker.error(BrokerConnectionError, "ack", exc) from None
+            raise owner.broker.error(BrokerConnectionError, "ack", exc) from None
 
     async def _nack(self, requeue: bool) -> None:
-        if not requeue:
-            self._owner._forget(self)
+        owner = self._owner
+        if not requeue and self.attempt > 1:
+            owner._forget(self)
         try:
-            await self._incoming.nack(requeue=requeue)
+            await owner._raw.basic_nack(self._tag, requeue=requeue, wait=False)
         except Exception as exc:
-            raise self._owner.broker.error(BrokerConnectionError, "nack", exc) from None
+            raise owner.broker.error(BrokerConnectionError, "nack", exc) from None
 
 
 class RabbitMQSubscription(Subscription):
     """A consumer on one queue, on its own channel; see the module docstring.
 
-    Messages are handed to :meth:`dispatch` one by one, in queue order, by one task.
+    RabbitMQ sends up to ``prefetch_count`` (``max(prefetch, max_in_flight)``) messages
+    ahead; they are handed to :meth:`dispatch` one by one, in queue order, by one task.
+    Those not yet handed over when the subscription closes are never acked: closing the
+    channel returns them to the queue.
     """
 
     def __init__(
@@ -337,18 +442,24 @@ class RabbitMQSubscription(Subscription):
         options: SubscribeOptions,
         *,
         channel: AbstractChannel,
+        raw: aiormq.Channel,
         queue: AbstractQueue,
         exclusive: bool,
+        prefetch_count: int,
     ) -> None:
         super().__init__(broker, topic, handler, options)
         self._channel = channel
+        self._raw = raw
         self._queue = queue
         self._exclusive = exclusive
         self._consumer_tag: str | None = None
-        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._inbox: asyncio.Queue[DeliveredMessage] = asyncio.Queue()
         # Exclusive (classic) queues have no delivery count: this subscription is their
-        # only consumer, so it counts redeliveries itself.
+        # only consumer, so it counts redeliveries itself (only those: a message seen
+        # for the first time is attempt 1 without a record).
         self._attempts: dict[tuple[str, int], int] = {}
+        self.prefetch_count = prefetch_count
+        """The ``basic.qos`` prefetch count of this subscription's channel."""
         self._task = asyncio.create_task(self._consume())
 
     @property
@@ -358,7 +469,8 @@ class RabbitMQSubscription(Subscription):
 
     async def _start(self) -> None:
         self._channel.close_callbacks.add(self._on_channel_closed)
-        self._consumer_tag = await self._queue.consume(self._on_message)
+        consume_ok = await self._raw.basic_consume(self._queue.name, self._on_delivered)
+        self._consumer_tag = consume_ok.consumer_tag
 
     def _on_channel_closed(self, _sender: object, exc: BaseException | None = None) -> None:
         if self.active:
@@ -369,20 +481,14 @@ class RabbitMQSubscription(Subscription):
                 type(exc).__name__ if exc is not None else "connection closed",
             )
 
-    async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
+    async def _on_delivered(self, delivered: DeliveredMessage) -> None:
         # No await before the put: aiormq starts one task per message in arrival order,
         # so the inbox keeps queue order.
-        self._inbox.put_nowait(incoming)
+        self._inbox.put_nowait(delivered)
 
-    def _attempt_of(
-        self, message: Message, incoming: AbstractIncomingMessage, count: int | None
-    ) -> int:
-        if not self._exclusive:
-            if count is not None:
-                return count + 1
-            return 2 if incoming.redelivered else 1
+    def _redelivery_attempt(self, message: Message) -> int:
         ident = (message.id, hash(message.body))
-        attempt = self._attempts.get(ident, 1) + 1 if incoming.redelivered else 1
+        attempt = self._attempts.get(ident, 1) + 1
         self._attempts[ident] = attempt
         return attempt
 
@@ -391,15 +497,26 @@ class RabbitMQSubscription(Subscription):
             self._attempts.pop((delivery.message.id, hash(delivery.message.body)), None)
 
     async def _consume(self) -> None:
+        inbox = self._inbox
+        exclusive = self._exclusive
+        subscribed = self.topic
+        dispatch = self.dispatch
         while True:
-            incoming = await self._inbox.get()
-            message, count = _decode(incoming)
-            topic = incoming.routing_key or self.topic
+            delivered = await inbox.get()
+            message, count = _decode(delivered)
+            frame: Any = delivered.delivery  # a Basic.Deliver
+            if exclusive:
+                attempt = self._redelivery_attempt(message) if frame.redelivered else 1
+            elif count is not None:
+                attempt = count + 1
+            else:
+                attempt = 2 if frame.redelivered else 1
             delivery = RabbitMQDelivery(
-                self, topic, message, self._attempt_of(message, incoming, count), incoming
+                self, frame.routing_key or subscribed, message, attempt, frame.delivery_tag
             )
-            if not await self.dispatch(delivery):
-                # Closing: leave it unacked; closing the channel returns it to the queue.
+            if not await dispatch(delivery):
+                # Closing: leave it (and whatever is prefetched) unacked; closing the
+                # channel returns it to the queue.
                 return
 
     async def _close(self) -> None:
@@ -409,11 +526,12 @@ class RabbitMQSubscription(Subscription):
         try:
             if not channel.is_closed:
                 if self._consumer_tag is not None:
-                    await self._queue.cancel(self._consumer_tag)
+                    await self._raw.basic_cancel(self._consumer_tag)
                 if self._exclusive:
                     await self._queue.delete(if_unused=False, if_empty=False)
         finally:
-            # Closing the channel returns every unacked message to its queue.
+            # Closing the channel returns every unacked message to its queue, including
+            # prefetched ones still in the inbox (never acked).
             if not channel.is_closed:
                 await channel.close()
             self._attempts.clear()
@@ -435,8 +553,13 @@ class RabbitMQBroker(Broker):
         super().__init__(url, options, spec)
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
-        self._exchange: AbstractExchange | None = None
+        # The publish channel's aiormq channel: publishes go to it directly.
+        self._raw_channel: aiormq.Channel | None = None
         self._channel_lock = asyncio.Lock()
+        self._exchange_name = str(options["exchange"])
+        self._publish_timeout = float(options["publish_timeout"])  # type: ignore[arg-type]
+        self._prefetch = int(options["prefetch"])  # type: ignore[call-overload]
+        self._properties_type: Any = None  # aiormq.spec.Basic.Properties, set on connect
         self._closing_connection = False
         if options.get("ssl_key") is not None and options.get("ssl_cert") is None:
             raise InvalidOptionError("option ssl_key for amqps:// needs ssl_cert as well")
@@ -444,7 +567,7 @@ class RabbitMQBroker(Broker):
     @property
     def exchange_name(self) -> str:
         """The topic exchange messages are published to."""
-        return str(self.options["exchange"])
+        return self._exchange_name
 
     def _ssl_context(self) -> ssl.SSLContext:
         import ssl
@@ -461,6 +584,9 @@ class RabbitMQBroker(Broker):
     async def _connect(self) -> None:
         import aio_pika
         import aiormq.exceptions
+        from pamqp.commands import Basic
+
+        self._properties_type = Basic.Properties
 
         tls = self.url.scheme == "amqps"
         username = self.url.username
@@ -526,30 +652,29 @@ class RabbitMQBroker(Broker):
                 self.url.redacted(),
             )
 
-    async def _open_publish_channel(self) -> AbstractExchange:
+    async def _open_publish_channel(self) -> aiormq.Channel:
         import aio_pika
 
         assert self._connection is not None
         channel = await self._connection.channel(publisher_confirms=True, on_return_raises=False)
         try:
-            exchange = await channel.declare_exchange(
+            await channel.declare_exchange(
                 self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
             )
+            raw = cast("aiormq.Channel", await channel.get_underlay_channel())
         except BaseException:
             if not channel.is_closed:
                 await channel.close()
             raise
-        self._channel, self._exchange = channel, exchange
-        return exchange
+        self._channel, self._raw_channel = channel, raw
+        return raw
 
-    async def _live_exchange(self) -> AbstractExchange:
-        exchange, channel = self._exchange, self._channel
-        if exchange is not None and channel is not None and not channel.is_closed:
-            return exchange
+    async def _live_channel(self) -> aiormq.Channel:
+        """The publish channel, reopened if RabbitMQ closed it (the connection is not)."""
         async with self._channel_lock:
-            if self._channel is not None and not self._channel.is_closed:
-                assert self._exchange is not None
-                return self._exchange
+            raw = self._raw_channel
+            if raw is not None and not raw.is_closed:
+                return raw
             if self._connection is None or self._connection.is_closed:
                 raise BrokerConnectionError(
                     f"the connection to {self.url.redacted()} is closed; reconnect the broker"
@@ -559,46 +684,65 @@ class RabbitMQBroker(Broker):
     async def _disconnect(self) -> None:
         self._closing_connection = True
         connection, self._connection = self._connection, None
-        self._channel = self._exchange = None
+        self._channel = self._raw_channel = None
         if connection is not None and not connection.is_closed:
             await connection.close()
 
-    def _amqp_message(self, message: Message) -> Any:
-        import aio_pika
-
-        return aio_pika.Message(
-            message.body,
-            headers=_encode_headers(message),
-            message_id=message.id if len(message.id.encode()) <= _MAX_SHORTSTR else None,
-            timestamp=message.timestamp,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    def _properties(self, message: Message) -> Any:
+        """The AMQP properties of ``message``: persistent, id, timestamp, headers."""
+        long_id = _id_is_long(message.id)
+        return self._properties_type(
+            delivery_mode=_PERSISTENT,
+            headers=_encode_headers(message, long_id),
+            # A long id travels in x-bk-id; aiormq then sets a random message_id.
+            message_id=None if long_id else message.id,
+            timestamp=datetime.fromtimestamp(message.timestamp, UTC),
         )
 
     async def _publish(self, topic: str, message: Message) -> None:
-        exchange = await self._live_exchange()
-        await exchange.publish(
-            self._amqp_message(message),
+        raw = self._raw_channel
+        if raw is None or raw.is_closed:
+            raw = await self._live_channel()
+        # wait=False: no separate wait for the frames to be written; the confirm,
+        # awaited here, comes after that anyway.
+        await raw.basic_publish(
+            message.body,
+            exchange=self._exchange_name,
             routing_key=topic,
+            properties=self._properties(message),
             mandatory=False,
-            timeout=float(self.options["publish_timeout"]),  # type: ignore[arg-type]
+            timeout=self._publish_timeout,
+            wait=False,
         )
 
     async def _publish_many(self, topic: str, messages: list[Message]) -> None:
-        exchange = await self._live_exchange()
-        timeout = float(self.options["publish_timeout"])  # type: ignore[arg-type]
+        raw = self._raw_channel
+        if raw is None or raw.is_closed:
+            raw = await self._live_channel()
+        publish = raw.basic_publish
+        properties = self._properties
+        exchange = self._exchange_name
+        timeout = self._publish_timeout
         # One channel writes frames in the order the publishes start, so concurrent
-        # publishes keep their order; confirms are awaited a window at a time.
-        for start in range(0, len(messages), _PUBLISH_WINDOW):
-            window = messages[start : start + _PUBLISH_WINDOW]
-            results = await asyncio.gather(
-                *(
-                    exchange.publish(
-                        self._amqp_message(m), routing_key=topic, mandatory=False, timeout=timeout
-                    )
-                    for m in window
-                ),
-                return_exceptions=True,
-            )
+        # publishes keep their order; up to PUBLISH_WINDOW confirms are awaited at once.
+        # The publishes of a window start together, so one deadline per window bounds
+        # each one's wait as publish_timeout does (without a timer per message).
+        for start in range(0, len(messages), PUBLISH_WINDOW):
+            async with asyncio.timeout(timeout):
+                results = await asyncio.gather(
+                    *(
+                        publish(
+                            m.body,
+                            exchange=exchange,
+                            routing_key=topic,
+                            properties=properties(m),
+                            mandatory=False,
+                            wait=False,
+                        )
+                        for m in messages[start : start + PUBLISH_WINDOW]
+                    ),
+                    return_exceptions=True,
+                )
             for result in results:
                 if isinstance(result, BaseException):
                     raise result
@@ -611,8 +755,9 @@ class RabbitMQBroker(Broker):
                 f"the connection to {self.url.redacted()} is closed; reconnect the broker"
             )
         channel = await self._connection.channel(publisher_confirms=False)
+        prefetch_count = max(self._prefetch, options.max_in_flight)
         try:
-            await channel.set_qos(prefetch_count=options.max_in_flight)
+            await channel.set_qos(prefetch_count=prefetch_count)
             exchange = await channel.declare_exchange(self.exchange_name, "topic", durable=True)
             exclusive = options.queue is None and options.durable is None
             if exclusive:
@@ -635,7 +780,15 @@ class RabbitMQBroker(Broker):
                 )
             await queue.bind(exchange, routing_key=pattern_to_amqp(topic))
             subscription = RabbitMQSubscription(
-                self, topic, handler, options, channel=channel, queue=queue, exclusive=exclusive
+                self,
+                topic,
+                handler,
+                options,
+                channel=channel,
+                raw=cast("aiormq.Channel", await channel.get_underlay_channel()),
+                queue=queue,
+                exclusive=exclusive,
+                prefetch_count=prefetch_count,
             )
         except BaseException as exc:
             if not channel.is_closed:

@@ -26,6 +26,7 @@ from brokerkit import (
     BrokerConnectionError,
     Delivery,
     InvalidOptionError,
+    PublishError,
 )
 from brokerkit.core.url import parse_url
 from brokerkit.plugins.rabbitmq import RabbitMQSubscription, queue_name, vhost_of
@@ -458,3 +459,187 @@ async def test_amqps_refuses_an_unverified_server_unless_told(
         await brokerkit.connect(url, connect_timeout=5).connect()
     async with brokerkit.connect(url, ssl_verify=False) as broker:
         assert broker.connected
+
+
+# --- prefetch, the consumer path and the publish path ---------------------------------
+
+
+async def ready_count(name: str) -> int:
+    """Messages ready in queue ``name`` (delivered-but-unacked ones are not counted)."""
+    connection = await aio_pika.connect(URL)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(name, passive=True)
+        return int(queue.declaration_result.message_count)
+    finally:
+        await connection.close()
+
+
+async def wait_ready(name: str, expected: int, within: float = ARRIVE) -> int:
+    """Poll ``ready_count`` until it is ``expected`` (or time runs out); the last count."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        count = await ready_count(name)
+        if count == expected or asyncio.get_running_loop().time() > deadline:
+            return count
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("value", ["0", "10001", "-3", "many", "1.5"])
+def test_prefetch_out_of_range_is_refused_naming_the_option_and_range(value: str) -> None:
+    with pytest.raises(InvalidOptionError) as info:
+        brokerkit.connect(f"{URL}?prefetch={value}")
+    text = str(info.value)
+    assert "prefetch" in text
+    if value in ("0", "10001", "-3"):
+        assert ">= 1" in text and "<= 10000" in text
+    with pytest.raises(InvalidOptionError, match="prefetch"):
+        brokerkit.connect(URL, prefetch=0)
+
+
+def test_prefetch_accepts_its_range_and_defaults_to_100() -> None:
+    assert brokerkit.connect(URL).options["prefetch"] == 100
+    assert brokerkit.connect(URL + "?prefetch=1").options["prefetch"] == 1
+    assert brokerkit.connect(URL + "?prefetch=10000").options["prefetch"] == 10000
+    assert brokerkit.connect(URL, prefetch=7).options["prefetch"] == 7
+
+
+@pytest.mark.parametrize(("prefetch", "max_in_flight", "expected"), [(5, 1, 5), (2, 4, 4)])
+async def test_rabbitmq_sends_max_of_prefetch_and_max_in_flight_ahead(
+    brokers: MakeBroker,
+    topic: str,
+    cleanup: list[str],
+    prefetch: int,
+    max_in_flight: int,
+    expected: int,
+) -> None:
+    name = queue_name("brokerkit", topic, queue="prefetch")
+    cleanup.append(name)
+    broker: Broker = await brokers(f"{URL}?prefetch={prefetch}", drain_timeout=0.2)
+    release = asyncio.Event()
+
+    async def blocked(delivery: Delivery) -> None:
+        await release.wait()
+
+    collector = Collector(blocked)
+    subscription = await broker.subscribe(
+        topic, collector, queue="prefetch", max_in_flight=max_in_flight
+    )
+    assert isinstance(subscription, RabbitMQSubscription)
+    assert subscription.prefetch_count == expected
+    await broker.publish_many(topic, [b"%d" % i for i in range(20)])
+    await collector.wait_for(max_in_flight, ARRIVE)
+    # RabbitMQ holds back all but prefetch_count messages while none is acked.
+    assert await wait_ready(name, 20 - expected) == 20 - expected
+    await asyncio.sleep(0.2)
+    assert await ready_count(name) == 20 - expected
+    assert len(collector.deliveries) == max_in_flight
+    release.set()
+    await collector.wait_for(20, ARRIVE)
+    assert await wait_ready(name, 0) == 0
+
+
+async def test_prefetched_messages_go_back_unacked_on_unsubscribe(
+    brokers: MakeBroker, topic: str, cleanup: list[str]
+) -> None:
+    name = queue_name("brokerkit", topic, queue="giveback")
+    cleanup.append(name)
+    broker: Broker = await brokers(f"{URL}?prefetch=10", drain_timeout=0.2)
+    stuck = asyncio.Event()
+
+    async def two_then_stuck(delivery: Delivery) -> None:
+        if len(first.deliveries) > 2:
+            stuck.set()
+            await asyncio.Event().wait()  # cancelled by the drain
+
+    first = Collector(two_then_stuck)
+    subscription = await broker.subscribe(topic, first, queue="giveback")
+    bodies = [b"%d" % i for i in range(20)]
+    await broker.publish_many(topic, bodies)
+    await asyncio.wait_for(stuck.wait(), ARRIVE)
+    # 2 acked; 10 unacked (1 in the handler, 9 prefetched); 8 ready.
+    assert await wait_ready(name, 8) == 8
+    await subscription.unsubscribe()
+    # Nothing prefetched was acked: all but the two handled ones are back.
+    assert await wait_ready(name, 18) == 18
+
+    second = Collector()
+    await broker.subscribe(topic, second, queue="giveback")
+    deliveries = await second.wait_for(18, ARRIVE)
+    await second.assert_no_more(18, within=0.3)
+    assert sorted(d.message.body for d in deliveries) == sorted(bodies[2:])
+
+
+async def test_publish_many_beyond_one_confirm_window_keeps_order(
+    brokers: MakeBroker, topic: str
+) -> None:
+    broker: Broker = await brokers()
+    collector = Collector()
+    await broker.subscribe(topic, collector)
+    bodies = [b"%d" % i for i in range(2500)]  # windows of 1000, 1000 and 500
+    await broker.publish_many(topic, bodies)
+    deliveries = await collector.wait_for(2500, 30)
+    assert [d.message.body for d in deliveries] == bodies
+
+
+@pytest.mark.parametrize(
+    "message_id",
+    ["a" * 63, "b" * 255, "c" * 256, "\u00e9" * 127, "\u00e9" * 128, "\U0001f600" * 64],
+)
+async def test_ids_longer_than_a_shortstr_round_trip(
+    brokers: MakeBroker, topic: str, message_id: str
+) -> None:
+    broker: Broker = await brokers()
+    collector = Collector()
+    await broker.subscribe(topic, collector)
+    sent = brokerkit.Message(b"x", {"x-bk-id": "user's", "h": "v"}, id=message_id, key="k")
+    await broker.publish(topic, sent)
+    (delivery,) = await collector.wait_for(1, ARRIVE)
+    assert delivery.message == sent
+
+
+async def test_messages_from_other_publishers_are_validated(
+    brokers: MakeBroker, topic: str, admin: aio_pika.abc.AbstractChannel
+) -> None:
+    broker: Broker = await brokers()
+    collector = Collector()
+    await broker.subscribe(topic, collector)
+    exchange = await admin.get_exchange("brokerkit")
+    # Carries brokerkit's envelope marker but a header brokerkit would never write.
+    await exchange.publish(
+        aio_pika.Message(b"odd", headers={"x-bk-ts": "12.5", "n": 5, "t": "a\nb"}),
+        routing_key=topic,
+    )
+    # No envelope at all: id and timestamp from the AMQP properties.
+    await exchange.publish(
+        aio_pika.Message(b"plain", message_id="m-1", timestamp=1700000000),
+        routing_key=topic,
+    )
+    odd, plain = await collector.wait_for(2, ARRIVE)
+    assert odd.message.headers == {"n": "5", "t": "a b"}
+    assert odd.message.timestamp == 12.5
+    assert (plain.message.id, plain.message.timestamp) == ("m-1", 1700000000.0)
+    assert plain.message.headers == {}
+
+
+async def test_publish_many_gives_up_after_publish_timeout_and_the_broker_still_works(
+    brokers: MakeBroker, topic: str
+) -> None:
+    broker: Broker = await brokers(publish_timeout=0.001)
+    afters = 0
+    three = asyncio.Event()
+
+    async def count_afters(delivery: Delivery) -> None:
+        nonlocal afters
+        if delivery.message.body == b"after":
+            afters += 1
+            if afters == 3:
+                three.set()
+
+    await broker.subscribe(topic, Collector(count_afters))
+    # 3000 confirms cannot all come back within a millisecond.
+    with pytest.raises(PublishError, match="publish to"):
+        await broker.publish_many(topic, [b"x"] * 3000)
+    fine: Broker = await brokers()  # the default 30 s
+    await fine.publish_many(topic, [b"after"] * 3)
+    await asyncio.wait_for(three.wait(), ARRIVE)
