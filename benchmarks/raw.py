@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -201,6 +202,22 @@ class RawNats(Side):
         sub = await self.nc.subscribe(topic, cb=cb)
         await self.nc.flush()  # the SUB reached the server: the subscription is live
         return sub.unsubscribe  # type: ignore[no-any-return]
+
+
+class RawNatsWithEnvelope(RawNats):
+    """nats-py core carrying what brokerkit's envelope carries: one header with a new id
+    and the timestamp per message (``benchmarks/nats_envelope.py`` compares it)."""
+
+    label = "raw+env"
+
+    async def publish(self, topic: str, bodies: list[bytes]) -> None:
+        from brokerkit.core.message import new_id
+
+        publish = self.nc.publish
+        now = time.time
+        for body in bodies:
+            await publish(topic, body, headers={"Brokerkit-Env": f"{new_id()} {now()!r}"})
+        await self.nc.flush()
 
 
 class RawJetStream(RawNats):
