@@ -237,6 +237,48 @@ def format_row(row: Row) -> str:
     return line
 
 
+def _fmt_md(values: list[float], unit: str) -> str:
+    if not values:
+        return "-"
+
+    def one(v: float) -> str:
+        if unit == THROUGHPUT:
+            return f"{v / 1000:.1f}k" if v >= 1000 else f"{v:.0f}"
+        return f"{v:,.0f}"
+
+    med = one(statistics.median(values))
+    return med if len(values) == 1 else f"{med} ({one(min(values))}-{one(max(values))})"
+
+
+def markdown_table(rows: list[Row]) -> str:
+    """The rows as a Markdown table: median (min-max) per side, the ratio, the target."""
+    lines = [
+        "| kind | metric | unit | raw | brokerkit | bk/raw | target |",
+        "| --- | --- | --- | --- | --- | ---: | --- |",
+    ]
+    for row in rows:
+        ratio = f"{row.ratio:.2f}" if row.ratio is not None else "-"
+        target = row.target()
+        if not row.raw and row.notes:
+            target = f"not measured ({'; '.join(dict.fromkeys(row.notes))})"
+        elif target.startswith("MISSED"):
+            target = "**missed**" + target[len("MISSED") :]
+        unit = "µs" if row.unit == MICROS else row.unit
+        lines.append(
+            f"| {row.kind} | {row.metric} | {unit} | {_fmt_md(row.raw, row.unit)} | "
+            f"{_fmt_md(row.bk, row.unit)} | {ratio} | {target} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def rows_from_json(path: Path) -> list[Row]:
+    """Rows saved by ``--json``."""
+    return [
+        Row(d["kind"], d["metric"], d["unit"], d["raw"], d["brokerkit"], d["notes"])
+        for d in json.loads(path.read_text())
+    ]
+
+
 # --- one URL kind ------------------------------------------------------------------------
 
 
@@ -409,6 +451,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="brokerkit subscriptions' max_in_flight (1, the default of subscribe())",
     )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument(
+        "--markdown", type=Path, help="also write the results as a Markdown table to this file"
+    )
+    parser.add_argument(
+        "--table-from",
+        type=Path,
+        metavar="JSON",
+        help="measure nothing: print the Markdown table of results saved with --json",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="print every outcome")
     args = parser.parse_args(argv)
     if args.quick:
@@ -422,6 +473,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.table_from:
+        print(markdown_table(rows_from_json(args.table_from)), end="")
+        return 0
     # Logging on the hot path would be a cost of its own: keep brokerkit's default
     # (WARNING), and silence the clients' noise about benign reconnects.
     logging.basicConfig(level=logging.WARNING)
@@ -454,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f} (2-core machine shared)")
     if args.json:
         args.json.write_text(json.dumps([row.as_dict() for row in rows], indent=1))
+    if args.markdown:
+        args.markdown.write_text(markdown_table(rows))
     return 0
 
 
