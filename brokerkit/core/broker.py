@@ -104,11 +104,15 @@ class Subscription(ABC):
             return False
         delivery.subscription = self
         if not self._queues:
-            async with self._lock:
+            # acquire/release, not ``async with``: two coroutines fewer per message.
+            await self._lock.acquire()
+            try:
                 if self._closing:
                     delivery.subscription = None
                     return False
                 await self._run(delivery)
+            finally:
+                self._lock.release()
             return True
         key = delivery.message.key
         if key is None:
