@@ -45,7 +45,8 @@ durable, replay or dead letter: asking for them raises :class:`CapabilityError`.
 
 ``nats+jetstream://`` — JetStream, **at least once**, every capability:
 
-* ``publish`` returns once the stream stored the message (the JetStream PubAck).
+* ``publish`` returns once the stream stored the message (the JetStream PubAck),
+  awaited for at most ``publish_timeout`` (default 10 s; then :class:`PublishError`).
 * Streams. Each topic belongs to a stream. With the ``stream`` option, every topic
   uses that one stream (created with ``stream_subjects`` if it does not exist).
   Otherwise a stream that already covers the topic is used as it is; if none does, a
@@ -80,6 +81,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import logging
 import re
@@ -537,6 +539,13 @@ class _JetStreamSubscription(Subscription):
 
     Pull requests ask for ``batch`` messages each; the next one goes out as soon as
     fewer than half a batch is still to come, so the handler never waits a round trip.
+
+    Messages are dispatched from nats-py's callback for the inbox (the task nats-py
+    runs per subscription), not handed on to a task of ours: that hop cost an event
+    loop iteration per message. A handler cancelled by the drain timeout is therefore
+    cancelled in nats-py's task; :meth:`_on_msg` absorbs that cancellation while the
+    subscription is closing, so nats-py keeps draining the inbox. A small keeper task
+    retires pull requests that expired unannounced and asks again when none is left.
     """
 
     def __init__(
@@ -557,10 +566,19 @@ class _JetStreamSubscription(Subscription):
         self.consumer = consumer
         self.ephemeral = ephemeral
         self.batch = batch
-        self._inbox: asyncio.Queue[Msg] = asyncio.Queue()
+        self._low = batch // 2
+        self._request = json.dumps({"batch": batch, "expires": int(_PULL_EXPIRES * 1e9)}).encode()
+        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        # The pull requests the server still serves, oldest first (it serves them in
+        # order): [messages still to come, local deadline].
+        self._requests: deque[list[float]] = deque()
+        self._credit = 0  # messages asked for and not yet received
+        self._paused_until = 0.0  # no pull request before (after a failure or a 409)
         self._unsettled: dict[int, _JetStreamDelivery] = {}
+        self._leftovers: list[Msg] = []  # messages that arrived while closing
+        self._dispatching: asyncio.Task[Any] | None = None  # the task inside dispatch()
         self._sub: NatsSubscription | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._keeper: asyncio.Task[None] | None = None
         self._nc: Client | None = None
 
     def release(self, delivery: _JetStreamDelivery) -> bool:
@@ -571,90 +589,105 @@ class _JetStreamSubscription(Subscription):
         self._nc = nc
         self._sub = await nc.subscribe(nc.new_inbox(), cb=self._on_msg)
         await nc.flush(timeout=_API_TIMEOUT)
-        self._task = asyncio.create_task(self._pull())
-        self._task.add_done_callback(self._pull_ended)
+        await self._ask()
+        self._keeper = asyncio.create_task(self._keep())
+        self._keeper.add_done_callback(self._keeper_ended)
 
-    def _pull_ended(self, task: asyncio.Task[None]) -> None:
+    def _keeper_ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            log.error("%r: stopped receiving: %r", self, task.exception())
+            log.error("%r: stopped asking for messages: %r", self, task.exception())
+
+    async def _ask(self) -> None:
+        # One pull request. The bookkeeping is done before the await, so that the
+        # callback and the keeper, which both ask, never ask twice for the same need.
+        if self._closing or self._nc is None or self._sub is None:
+            return
+        loop = asyncio.get_running_loop()
+        entry = [float(self.batch), loop.time() + _PULL_EXPIRES]
+        self._requests.append(entry)
+        self._credit += self.batch
+        try:
+            await self._nc.publish(self._next_subject, self._request, reply=self._sub.subject)
+        except Exception as exc:
+            log.warning("%r: pull request failed: %s", self, exc)
+            try:
+                self._requests.remove(entry)
+            except ValueError:
+                pass
+            else:
+                self._credit -= int(entry[0])
+            self._paused_until = loop.time() + 1.0  # the keeper tries again
+
+    async def _keep(self) -> None:
+        # Retires pull requests that expired without their 408 (lost, or not sent for
+        # a partial batch) and asks again when fewer than half a batch is to come.
+        loop = asyncio.get_running_loop()
+        requests = self._requests
+        while True:
+            now = loop.time()
+            while requests and requests[0][1] + _PULL_GRACE < now:
+                self._credit -= int(requests.popleft()[0])
+            if self._credit <= self._low and now >= self._paused_until:
+                await self._ask()
+            # At least once a second: a 409 may have cleared the requests meanwhile.
+            wake = requests[0][1] + _PULL_GRACE if requests else self._paused_until
+            await asyncio.sleep(min(_PULL_GRACE, max(0.01, wake - loop.time())))
 
     async def _on_msg(self, msg: Msg) -> None:
-        self._inbox.put_nowait(msg)
+        # nats-py's callback for the inbox: runs in nats-py's task for it, one
+        # message at a time.
+        if not msg.reply:  # a status message about a pull request
+            await self._on_status(msg)
+            return
+        if self._closing:
+            self._leftovers.append(msg)  # given back by _close
+            return
+        delivery = self._delivery(msg)
+        self._unsettled[id(delivery)] = delivery
+        requests = self._requests
+        if requests:
+            first = requests[0]
+            first[0] -= 1
+            if first[0] <= 0:
+                requests.popleft()
+            self._credit -= 1
+        if self._credit <= self._low and asyncio.get_running_loop().time() >= self._paused_until:
+            await self._ask()  # before the handler runs
+        task = self._dispatching = asyncio.current_task()
+        try:
+            await self.dispatch(delivery)  # False: closing; the delivery stays unsettled
+        except asyncio.CancelledError:
+            # The drain timeout cancelled the handler, or _close a blocked dispatch: the
+            # subscription is closing. Let nats-py's task live on, so that it drains
+            # the inbox; a cancellation by nats-py itself (connection closed) goes on.
+            nc = self._nc
+            if not self._closing or nc is None or nc.is_closed or task is None:
+                raise
+            task.uncancel()
+        finally:
+            self._dispatching = None
 
-    async def _pull(self) -> None:
-        assert self._nc is not None and self._sub is not None
-        nc = self._nc
-        inbox = self._inbox
-        dispatch = self.dispatch
-        unsettled = self._unsettled
-        loop = asyncio.get_running_loop()
-        batch = self.batch
-        low = batch // 2
-        request = json.dumps({"batch": batch, "expires": int(_PULL_EXPIRES * 1e9)}).encode()
-        next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.consumer}"
-        reply = self._sub.subject
-        # The pull requests the server still serves, oldest first (it serves them in
-        # order): [messages still to come, local deadline].
-        requests: deque[list[float]] = deque()
-        credit = 0  # messages asked for and not yet taken from the inbox
-
-        async def ask() -> bool:
-            nonlocal credit
-            try:
-                await nc.publish(next_subject, request, reply=reply)
-            except Exception as exc:
-                log.warning("%r: pull request failed: %s", self, exc)
-                await asyncio.sleep(1.0)
-                return False
-            requests.append([batch, loop.time() + _PULL_EXPIRES])
-            credit += batch
-            return True
-
-        while True:
-            if requests and requests[0][1] + _PULL_GRACE < loop.time():
-                # Expired without its 408 (lost, or not sent for a partial batch).
-                credit -= int(requests.popleft()[0])
-                continue
-            if credit <= low and not await ask():
-                continue
-            if not inbox.empty():
-                msg = inbox.get_nowait()
-            else:
-                try:
-                    async with asyncio.timeout_at(requests[0][1] + _PULL_GRACE):
-                        msg = await inbox.get()
-                except TimeoutError:
-                    continue
-            if not msg.reply:  # a status message about a pull request
-                status = msg.headers.get(_STATUS) if msg.headers else None
-                if status in ("404", "408"):  # no messages / the oldest request expired
-                    if requests and requests[0][1] - _PULL_GRACE <= loop.time():
-                        credit -= int(requests.popleft()[0])
-                elif status is not None and status != "100":  # 100: idle heartbeat
-                    # 409 (consumer deleted, too many requests...), 503: back off and
-                    # start counting afresh.
-                    log.warning(
-                        "%r: the server answered a pull with %s %s",
-                        self,
-                        status,
-                        msg.headers.get("Description", "") if msg.headers else "",
-                    )
-                    await asyncio.sleep(1.0)
-                    requests.clear()
-                    credit = 0
-                continue
-            delivery = self._delivery(msg)
-            unsettled[id(delivery)] = delivery
-            if requests:
-                first = requests[0]
-                first[0] -= 1
-                if first[0] <= 0:
-                    requests.popleft()
-                credit -= 1
-            if credit <= low:  # ask for more before the handler runs
-                await ask()
-            if not await dispatch(delivery):
-                return
+    async def _on_status(self, msg: Msg) -> None:
+        status = msg.headers.get(_STATUS) if msg.headers else None
+        requests = self._requests
+        now = asyncio.get_running_loop().time()
+        if status in ("404", "408"):  # no messages / the oldest request expired
+            if requests and requests[0][1] - _PULL_GRACE <= now:
+                self._credit -= int(requests.popleft()[0])
+                if self._credit <= self._low and now >= self._paused_until:
+                    await self._ask()
+        elif status is not None and status != "100":  # 100: idle heartbeat
+            # 409 (consumer deleted, too many requests...), 503: back off and start
+            # counting afresh; the keeper asks again after the pause.
+            log.warning(
+                "%r: the server answered a pull with %s %s",
+                self,
+                status,
+                msg.headers.get("Description", "") if msg.headers else "",
+            )
+            requests.clear()
+            self._credit = 0
+            self._paused_until = now + 1.0
 
     def _delivery(self, msg: Msg) -> _JetStreamDelivery:
         # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ts>.<pending>
@@ -670,9 +703,14 @@ class _JetStreamSubscription(Subscription):
         return _JetStreamDelivery(self, msg, message, attempt)
 
     async def _close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        if self._keeper is not None:
+            self._keeper.cancel()
+            await asyncio.gather(self._keeper, return_exceptions=True)
+        blocked = self._dispatching
+        if blocked is not None and blocked is not asyncio.current_task():
+            # A dispatch still waiting for a worker the drain timeout cancelled: free
+            # nats-py's task (the delivery stays unsettled and is given back below).
+            blocked.cancel()
         nc = self._nc
         sub, self._sub = self._sub, None
         if nc is None or nc.is_closed:
@@ -680,17 +718,15 @@ class _JetStreamSubscription(Subscription):
         if sub is not None:
             try:
                 # UNSUB, then a round trip: whatever the server sent before reaches
-                # the inbox queue, and nothing comes after.
+                # the callback (filed as leftovers), and nothing comes after.
                 await sub.drain()  # type: ignore[no-untyped-call]
             except Exception as exc:
                 log.debug("%r: drain failed: %s", self, exc)
         # Give back what this subscription received but did not settle.
         leftovers: list[Msg] = [d._msg for d in self._unsettled.values()]
         self._unsettled.clear()
-        while not self._inbox.empty():
-            msg = self._inbox.get_nowait()
-            if msg.reply:  # a message, not a status about a pull request
-                leftovers.append(msg)
+        leftovers.extend(self._leftovers)
+        self._leftovers.clear()
         for msg in leftovers:
             await msg.nak()
         if self.ephemeral:
@@ -699,10 +735,6 @@ class _JetStreamSubscription(Subscription):
             except Exception as exc:
                 log.debug("%r: deleting the ephemeral consumer failed: %s", self, exc)
         await nc.flush(timeout=_API_TIMEOUT)
-
-
-class _NeverRaised(Exception):
-    """Stands in for nats-py's NoStreamResponseError until the client is imported."""
 
 
 class JetStreamBroker(_NatsBroker):
@@ -733,20 +765,41 @@ class JetStreamBroker(_NatsBroker):
             self._extra_header_size = len("Nats-Expected-Stream") + len(self._expected_stream) + 4
             self._size_slack = 128 + self._extra_header_size
         self._prefetch = int(options["prefetch"])  # type: ignore[call-overload]
-        self._no_stream: type[Exception] = _NeverRaised  # NoStreamResponseError once connected
+        # PubAcks come to one subscription, "<inbox>.<token>", as nats-py's own request
+        # does; see _stored.
+        self._ack_prefix = ""
+        self._acks: dict[str, asyncio.Future[Msg]] = {}
+        self._ack_tokens = itertools.count(1)
+        self._timeout_error: type[Exception] = TimeoutError  # nats-py's once connected
 
     async def _connect(self) -> None:
-        from nats.js.errors import NoStreamResponseError
+        from nats.errors import TimeoutError as NatsTimeoutError
 
-        self._no_stream = NoStreamResponseError
+        self._timeout_error = NatsTimeoutError
         await super()._connect()
-        self._js = self._client().jetstream(timeout=_API_TIMEOUT)
+        nc = self._client()
+        self._js = nc.jetstream(timeout=_API_TIMEOUT)
         self._streams.clear()
         self._token_streams.clear()
+        self._ack_prefix = nc.new_inbox() + "."
+        self._acks = {}
+        # Ordered before any publish on the connection, so no flush is needed.
+        await nc.subscribe(self._ack_prefix + "*", cb=self._on_pub_ack)
 
     async def _disconnect(self) -> None:
         self._js = None
-        await super()._disconnect()
+        try:
+            await super()._disconnect()
+        finally:
+            acks, self._acks = self._acks, {}
+            for future in acks.values():
+                if not future.done():
+                    future.set_exception(
+                        BrokerConnectionError(
+                            f"{self.url.redacted()}: the connection closed before the "
+                            "stream acknowledged the message"
+                        )
+                    )
 
     def jetstream(self) -> JetStreamContext:
         """The nats-py JetStream context of the live connection."""
@@ -863,35 +916,60 @@ class JetStreamBroker(_NatsBroker):
 
     # --- publish ------------------------------------------------------------------------
 
+    async def _on_pub_ack(self, msg: Msg) -> None:
+        future = self._acks.get(msg.subject[len(self._ack_prefix) :])
+        if future is not None and not future.done():
+            future.set_result(msg)
+
+    def _time_out(self, future: asyncio.Future[Msg]) -> None:
+        if not future.done():
+            future.set_exception(self._timeout_error())
+
+    async def _stored(self, nc: Client, topic: str, body: bytes, headers: dict[str, str]) -> bool:
+        """Publish one message and wait for the stream's PubAck: True once stored.
+
+        False if no stream listens on ``topic`` (the server's no-responders status).
+        Raises nats-py's ``APIError`` for a refusal and ``TimeoutError`` after
+        ``publish_timeout``, as ``js.publish`` does. The request is made by hand rather
+        than through ``js.publish``: its ``asyncio.wait_for`` costs an extra event
+        loop iteration per message, and its reply token a ``getrandom`` system call.
+        """
+        if self._expected_stream is not None:  # what js.publish(stream=...) adds
+            headers["Nats-Expected-Stream"] = self._expected_stream
+        token = str(next(self._ack_tokens))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Msg] = loop.create_future()
+        acks = self._acks
+        acks[token] = future
+        timer = loop.call_later(self._publish_timeout, self._time_out, future)
+        try:
+            await nc.publish(topic, body, reply=self._ack_prefix + token, headers=headers)
+            reply = await future
+        finally:
+            timer.cancel()
+            acks.pop(token, None)
+        if reply.headers and reply.headers.get(_STATUS) == "503":  # no responders
+            return False
+        data = reply.data
+        if b'"error"' in data:
+            from nats.js.errors import APIError
+
+            response = json.loads(data)
+            if "error" in response:
+                raise APIError.from_error(response["error"])
+        return True
+
     async def _publish(self, topic: str, message: Message) -> None:
-        js = self._js
-        if js is None:
+        nc = self._nc
+        if nc is None or self._js is None:
             raise BrokerConnectionError(f"{self.url.redacted()}: the connection is closed")
         headers = self._headers_for(topic, message)
-        try:
-            await js.publish(
-                topic,
-                message.body,
-                timeout=self._publish_timeout,
-                stream=self._expected_stream,
-                headers=headers,
-            )
+        if await self._stored(nc, topic, message.body, headers):
             return
-        except self._no_stream:
-            pass
         # No stream holds the topic yet: create (or find) it, then once more.
         await self.stream_for(topic, PublishError)
-        try:
-            await js.publish(
-                topic,
-                message.body,
-                timeout=self._publish_timeout,
-                stream=self._expected_stream,
-                headers=headers,
-            )
+        if await self._stored(nc, topic, message.body, headers):
             return
-        except self._no_stream:
-            pass
         raise PublishError(
             f"publish to {topic!r} on {self.url.redacted()}: no JetStream stream holds this subject"
         )

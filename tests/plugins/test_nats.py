@@ -627,6 +627,102 @@ async def test_delivery_continues_after_pull_requests_expired(shared_server: str
         assert deliveries[-1].message.body == b"after"
 
 
+async def test_stuck_handlers_with_workers_give_everything_back_on_unsubscribe(
+    shared_server: str,
+) -> None:
+    """Handlers stuck past drain_timeout with max_in_flight > 1, and a delivery waiting
+    for a worker: unsubscribe still returns promptly and every message comes back."""
+    topic = f"bk.stuckworkers.{_token()}"
+    started: list[Delivery] = []
+
+    async def stuck(delivery: Delivery) -> None:
+        started.append(delivery)
+        await asyncio.sleep(60)
+
+    async with brokerkit.connect(JS_URL, ack_wait=60, prefetch=20, drain_timeout=0.2) as broker:
+        first = await broker.subscribe(topic, stuck, durable="sw", max_in_flight=2)
+        bodies = [str(i).encode() for i in range(30)]
+        await broker.publish_many(topic, bodies)
+        await wait_until(lambda: len(started) == 2, 10)
+        await asyncio.sleep(0.2)  # the worker queues fill; the next dispatch waits
+        await asyncio.wait_for(first.unsubscribe(), 5)
+        again = Collector()
+        second = await broker.subscribe(topic, again, durable="sw")
+        await again.wait_for(30, timeout=10)
+        assert sorted(again.bodies) == sorted(bodies)
+        await second.unsubscribe()
+    nc = await nats.connect(shared_server)
+    try:
+        await nc.jetstream().delete_consumer("BK_bk", second.consumer)  # type: ignore[attr-defined]
+    finally:
+        await nc.close()
+
+
+async def test_handler_cancelled_at_drain_timeout_keeps_the_connection_usable(
+    shared_server: str,
+) -> None:
+    """The drain timeout cancels a handler running in nats-py's callback task; the
+    connection's other subscriptions keep receiving."""
+    stuck_topic, live_topic = f"bk.stuck.{_token()}", f"bk.live.{_token()}"
+    started = asyncio.Event()
+
+    async def stuck(delivery: Delivery) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    async with brokerkit.connect(JS_URL, drain_timeout=0.2) as broker:
+        stuck_sub = await broker.subscribe(stuck_topic, stuck)
+        live = Collector()
+        await broker.subscribe(live_topic, live)
+        await broker.publish_many(stuck_topic, [b"a", b"b", b"c"])
+        await asyncio.wait_for(started.wait(), 10)
+        await asyncio.wait_for(stuck_sub.unsubscribe(), 5)
+        await broker.publish(live_topic, b"still here")
+        (delivery,) = await live.wait_for(1)
+        assert delivery.message.body == b"still here"
+
+
+async def test_publish_refused_by_the_stream_raises_publish_error(
+    shared_server: str, jsm: nats.js.JetStreamContext
+) -> None:
+    """A PubAck carrying an error (here: the subject is in another stream than the
+    ``stream`` option names) raises PublishError with the server's description."""
+    token = _token()
+    other, mine = f"BKOTHER_{token}", f"BKMINE_{token}"
+    await jsm.add_stream(name=other, subjects=[f"bkother{token}.>"])
+    await jsm.add_stream(name=mine, subjects=[f"bkmine{token}.>"])
+    try:
+        async with brokerkit.connect(f"{JS_URL}?stream={mine}") as broker:
+            await broker.publish(f"bkmine{token}.ok", b"stored")
+            with pytest.raises(PublishError, match=r"(?i)stream"):
+                await broker.publish(f"bkother{token}.x", b"refused")
+    finally:
+        await _delete_stream(jsm, other)
+        await _delete_stream(jsm, mine)
+
+
+async def test_publish_without_a_pub_ack_times_out(shared_server: str) -> None:
+    """A responder that never answers (not a stream): PublishError after
+    publish_timeout, not a hang."""
+    topic = f"bknoack{_token()}.x"
+    nc = await nats.connect(shared_server)
+    try:
+
+        async def silent(_msg: object) -> None:
+            pass
+
+        await nc.subscribe(topic, cb=silent)
+        await nc.flush()
+        async with brokerkit.connect(JS_URL, publish_timeout=0.3) as broker:
+            start = time.monotonic()
+            with pytest.raises(PublishError, match=r"(?i)timeout"):
+                await broker.publish(topic, b"nobody stores this")
+            assert time.monotonic() - start < 5
+            assert broker._acks == {}  # type: ignore[attr-defined]
+    finally:
+        await nc.close()
+
+
 async def test_jetstream_publish_many_stores_in_order(shared_server: str) -> None:
     topic = f"bk.many.{_token()}"
     async with brokerkit.connect(JS_URL) as broker:
