@@ -32,6 +32,8 @@ from brokerkit.core.broker import Broker
 
 #: Messages per publish_many call (brokerkit) / per pipeline or window of futures (raw).
 BATCH = 1000
+#: Redis Streams trimming, as brokerkit's default (``maxlen=100000``, approximate).
+MAXLEN = 100_000
 
 OnMessage = Callable[[bytes], None]
 Unsubscribe = Callable[[], Awaitable[None]]
@@ -330,7 +332,11 @@ class RawRedisPubSub(Side):
 
 
 class RawRedisStreams(RawRedisPubSub):
-    """redis-py Streams: XADD per message; XREADGROUP (COUNT 100), then one XACK per read batch."""
+    """redis-py Streams: XADD per message; XREADGROUP (COUNT 100), then one XACK per read batch.
+
+    XADD trims with ``MAXLEN ~ 100000``, as brokerkit's default ``maxlen`` does: the same
+    retention work on both sides.
+    """
 
     def topic(self, name: str) -> str:
         return f"rawbench:{name}:{uuid.uuid4().hex[:10]}"
@@ -345,13 +351,13 @@ class RawRedisStreams(RawRedisPubSub):
     async def publish(self, topic: str, bodies: list[bytes]) -> None:
         xadd = self.r.xadd
         for body in bodies:
-            await xadd(topic, {"body": body})
+            await xadd(topic, {"body": body}, maxlen=MAXLEN, approximate=True)
 
     async def publish_batch(self, topic: str, bodies: list[bytes]) -> None:
         for chunk in chunks(bodies):
             pipe = self.r.pipeline(transaction=False)
             for body in chunk:
-                pipe.xadd(topic, {"body": body})
+                pipe.xadd(topic, {"body": body}, maxlen=MAXLEN, approximate=True)
             await pipe.execute()
 
     async def subscribe(self, topic: str, on_message: OnMessage) -> Unsubscribe:

@@ -729,3 +729,24 @@ async def test_pubsub_payloads_of_other_programs_are_delivered_as_the_body(
     message = delivery.message
     assert (message.body, message.headers, message.key) == (b"from elsewhere", {}, None)
     assert len(message.id) == 32 and before - 1 <= message.timestamp <= time.time() + 1
+
+
+# --- Streams: large entries ----------------------------------------------------------------
+
+
+async def test_large_entries_round_trip_through_publish_many_and_publish(
+    server: PrivateRedis,
+) -> None:
+    topic = f"large.{uuid.uuid4().hex[:8]}"
+    messages = [
+        Message(bytes([i]) * size, {"h": "é" * i}, key=f"k{i}")
+        for i, size in enumerate((0, 1, 65_536, 1_000_000, 3))
+    ]
+    async with brokerkit.connect(server.url("redis") + "?prefetch=2") as broker:
+        collector = Collector()
+        sub = await broker.subscribe(topic, collector)
+        await broker.publish_many(topic, messages)
+        await broker.publish(topic, messages[3])
+        deliveries = await collector.wait_for(6)
+        assert isinstance(sub, _streams._StreamSubscription)
+    assert [d.message for d in deliveries] == [*messages, messages[3]]

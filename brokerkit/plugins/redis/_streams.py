@@ -615,11 +615,11 @@ class RedisStreamsBroker(Broker):
         #: the deprecated ``batch`` option, when given, takes its place).
         self.prefetch = int(prefetch)  # type: ignore[call-overload]
         self._client: Any = None
-        # "XADD", key, [MAXLEN, ~, n,] "*": the fixed head of a topic's XADD command.
+        # b"XADD", key, [b"MAXLEN", b"~", b"n",] b"*": the fixed head of a topic's XADD.
         self._trim: tuple[Any, ...] = ()
         if self.maxlen:
             self._trim = (b"MAXLEN", b"~") if self.approximate else (b"MAXLEN",)
-            self._trim += (self.maxlen,)
+            self._trim += (str(self.maxlen).encode(),)
         self._heads: dict[str, tuple[Any, ...]] = {}
 
     @property
@@ -637,12 +637,14 @@ class RedisStreamsBroker(Broker):
         return (self.prefix + topic).encode()
 
     def _head(self, topic: str) -> tuple[Any, ...]:
-        """``("XADD", key, [MAXLEN ~ n,] "*")`` for ``topic``, cached per topic."""
+        """``(b"XADD", key, [b"MAXLEN", b"~", b"n",] b"*")`` for ``topic``, cached per topic.
+
+        All bytes: redis-py encodes a str or int argument again for every command."""
         head = self._heads.get(topic)
         if head is None:
             if len(self._heads) >= _HEADS_CACHE:
                 self._heads.clear()
-            head = self._heads[topic] = ("XADD", self.stream_key(topic), *self._trim, b"*")
+            head = self._heads[topic] = (b"XADD", self.stream_key(topic), *self._trim, b"*")
         return head
 
     async def _connect(self) -> None:
