@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from brokerkit.core.errors import (
@@ -155,6 +156,29 @@ async def close_client(client: Any) -> None:
         await client.aclose()
     except Exception as exc:  # closing a broken connection may fail; nothing left to do
         log.debug("closing a Redis client failed: %s", type(exc).__name__)
+
+
+#: Commands per pipeline round trip in ``publish_many``.
+PIPELINE_CHUNK = 1000
+
+
+async def send_pipelined(client: Any, commands: Iterable[tuple[Any, ...]]) -> None:
+    """Send ``commands`` (each ``(name, *args)``) in order, in pipelines without a
+    transaction of :data:`PIPELINE_CHUNK` commands each; return once Redis answered
+    them all. Raises the client's exception (the first failing command's) untranslated;
+    the commands of earlier pipelines have then been executed."""
+    pipe = None
+    queued = 0
+    for command in commands:
+        if pipe is None:
+            pipe = client.pipeline(transaction=False)
+        pipe.pipeline_execute_command(*command)
+        queued += 1
+        if queued == PIPELINE_CHUNK:
+            await pipe.execute()
+            pipe, queued = None, 0
+    if pipe is not None:
+        await pipe.execute()
 
 
 def glob_escape(text: str) -> str:

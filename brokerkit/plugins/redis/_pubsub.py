@@ -42,6 +42,7 @@ from brokerkit.plugins.redis._common import (
     close_client,
     glob_escape,
     open_client,
+    send_pipelined,
     translate,
 )
 
@@ -56,7 +57,6 @@ _LEGACY_VERSION = 1
 # version, timestamp, id length, key length + 1 (0: no key), headers length (0: none)
 _LEGACY_HEAD = struct.Struct("!BdHHI")
 _MAX_ID = 0xFFFE
-_PIPELINE_CHUNK = 1000  # publish_many: PUBLISH commands per pipeline round trip
 _CACHE = 4096  # topics (and received channels) whose names are cached
 
 
@@ -283,12 +283,9 @@ class RedisPubSubBroker(Broker):
     async def _publish_many(self, topic: str, messages: list[Message]) -> None:
         channel = self._channel(topic)
         try:
-            for start in range(0, len(messages), _PIPELINE_CHUNK):
-                pipe = self._client.pipeline(transaction=False)
-                command = pipe.pipeline_execute_command
-                for message in messages[start : start + _PIPELINE_CHUNK]:
-                    command("PUBLISH", channel, encode_envelope(message))
-                await pipe.execute()
+            await send_pipelined(
+                self._client, (("PUBLISH", channel, encode_envelope(m)) for m in messages)
+            )
         except Exception as exc:
             error = translate(self, PublishError, f"publish to {topic!r}", exc)
         else:

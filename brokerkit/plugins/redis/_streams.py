@@ -63,6 +63,7 @@ from brokerkit.plugins.redis._common import (
     close_client,
     new_client,
     open_client,
+    send_pipelined,
     translate,
 )
 
@@ -76,20 +77,15 @@ _F_HEADERS = b"h"
 _F_BODY = b"b"
 _LONG_IDLE_MS = 10**11  # "idle for years": claimable by anyone at once
 _PAGE = 1000
-_PIPELINE_CHUNK = 1000  # publish_many: commands per pipeline round trip
 _ACK_DELAY = 0.003  # seconds a queued XACK waits for the next XREADGROUP at most
 _ACK_RETRY_DELAY = 0.5  # seconds before a failed XACK flush is tried again
 _HEADS_CACHE = 4096  # topics whose XADD arguments are cached
 
 
-def _meta(message: Message) -> str:
-    return f"{message.timestamp!r} {message.id}"
-
-
 def encode_fields(message: Message) -> list[bytes | str]:
     """The stream-entry fields of ``message`` as a flat ``[field, value, ...]`` list, as
     ``XADD`` takes them (see the module docstring). Pure."""
-    fields: list[bytes | str] = [_F_META, _meta(message)]
+    fields: list[bytes | str] = [_F_META, f"{message.timestamp!r} {message.id}"]
     if message.key is not None:
         fields += (_F_KEY, message.key)
     if message.headers:
@@ -657,12 +653,7 @@ class RedisStreamsBroker(Broker):
 
     async def _publish(self, topic: str, message: Message) -> None:
         try:
-            if message.key is None and not message.headers:
-                await self._client.execute_command(
-                    *self._head(topic), _F_META, _meta(message), _F_BODY, message.body
-                )
-            else:
-                await self._client.execute_command(*self._head(topic), *encode_fields(message))
+            await self._client.execute_command(*self._head(topic), *encode_fields(message))
         except Exception as exc:
             error = translate(self, PublishError, f"publish to {topic!r}", exc)
         else:
@@ -672,15 +663,7 @@ class RedisStreamsBroker(Broker):
     async def _publish_many(self, topic: str, messages: list[Message]) -> None:
         head = self._head(topic)
         try:
-            for start in range(0, len(messages), _PIPELINE_CHUNK):
-                pipe = self._client.pipeline(transaction=False)
-                command = pipe.pipeline_execute_command
-                for message in messages[start : start + _PIPELINE_CHUNK]:
-                    if message.key is None and not message.headers:
-                        command(*head, _F_META, _meta(message), _F_BODY, message.body)
-                    else:
-                        command(*head, *encode_fields(message))
-                await pipe.execute()
+            await send_pipelined(self._client, ((*head, *encode_fields(m)) for m in messages))
         except Exception as exc:
             error = translate(self, PublishError, f"publish to {topic!r}", exc)
         else:
