@@ -1086,29 +1086,19 @@ class KafkaBroker(Broker):
         producer = self._live_producer()
         send = producer.send
         sticky: int | None = None
-        chosen = False
+        if any(message.key is None for message in messages):
+            sticky = await self._sticky_partition(producer, topic)
         futures = []
         for message in messages:
             key = message.key
-            if key is None:
-                if not chosen:
-                    sticky = await self._sticky_partition(producer, topic)
-                    chosen = True
-                future = await send(
-                    topic,
-                    value=message.body,
-                    partition=sticky,
-                    headers=_record_headers(message),
-                    timestamp_ms=_timestamp_ms(message.timestamp),
-                )
-            else:
-                future = await send(
-                    topic,
-                    value=message.body,
-                    key=key.encode(),
-                    headers=_record_headers(message),
-                    timestamp_ms=_timestamp_ms(message.timestamp),
-                )
+            future = await send(
+                topic,
+                value=message.body,
+                key=None if key is None else key.encode(),
+                partition=sticky if key is None else None,
+                headers=_record_headers(message),
+                timestamp_ms=_timestamp_ms(message.timestamp),
+            )
             futures.append(future)
         # Await in order instead of gather(): a done future costs no callback, and the
         # records of one batch are all done when its first is.

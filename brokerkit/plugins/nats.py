@@ -433,10 +433,7 @@ class _NatsBroker(Broker):
 
     def _headers_for(self, topic: str, message: Message) -> dict[str, str]:
         headers = encode_headers(message, topic if self._scoped_ids else None)
-        nc = self._nc
-        if nc is None:
-            raise BrokerConnectionError(f"{self.url.redacted()}: the connection is closed")
-        limit = nc.max_payload
+        limit = self._client().max_payload
         # The exact size only near the limit. Without user headers, the envelope is at
         # most 12 bytes per character of id (percent-encoded 4-byte UTF-8; twice on
         # JetStream), key and topic, plus header names and the timestamp (slack).
@@ -618,6 +615,11 @@ class _JetStreamSubscription(Subscription):
                 self._credit -= int(entry[0])
             self._paused_until = loop.time() + 1.0  # the keeper tries again
 
+    def _short_of_messages(self, now: float) -> bool:
+        # Time for the next pull request: half a batch or less still to come, and not
+        # pausing after a failure.
+        return self._credit <= self._low and now >= self._paused_until
+
     async def _keep(self) -> None:
         # Retires pull requests that expired without their 408 (lost, or not sent for
         # a partial batch) and asks again when fewer than half a batch is to come.
@@ -627,7 +629,7 @@ class _JetStreamSubscription(Subscription):
             now = loop.time()
             while requests and requests[0][1] + _PULL_GRACE < now:
                 self._credit -= int(requests.popleft()[0])
-            if self._credit <= self._low and now >= self._paused_until:
+            if self._short_of_messages(now):
                 await self._ask()
             # At least once a second: a 409 may have cleared the requests meanwhile.
             wake = requests[0][1] + _PULL_GRACE if requests else self._paused_until
@@ -651,7 +653,7 @@ class _JetStreamSubscription(Subscription):
             if first[0] <= 0:
                 requests.popleft()
             self._credit -= 1
-        if self._credit <= self._low and asyncio.get_running_loop().time() >= self._paused_until:
+        if self._short_of_messages(asyncio.get_running_loop().time()):
             await self._ask()  # before the handler runs
         task = self._dispatching = asyncio.current_task()
         try:
@@ -674,7 +676,7 @@ class _JetStreamSubscription(Subscription):
         if status in ("404", "408"):  # no messages / the oldest request expired
             if requests and requests[0][1] - _PULL_GRACE <= now:
                 self._credit -= int(requests.popleft()[0])
-                if self._credit <= self._low and now >= self._paused_until:
+                if self._short_of_messages(now):
                     await self._ask()
         elif status is not None and status != "100":  # 100: idle heartbeat
             # 409 (consumer deleted, too many requests...), 503: back off and start

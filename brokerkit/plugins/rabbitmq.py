@@ -671,6 +671,9 @@ class RabbitMQBroker(Broker):
 
     async def _live_channel(self) -> aiormq.Channel:
         """The publish channel, reopened if RabbitMQ closed it (the connection is not)."""
+        raw = self._raw_channel
+        if raw is not None and not raw.is_closed:
+            return raw  # the usual case: no lock needed
         async with self._channel_lock:
             raw = self._raw_channel
             if raw is not None and not raw.is_closed:
@@ -700,9 +703,7 @@ class RabbitMQBroker(Broker):
         )
 
     async def _publish(self, topic: str, message: Message) -> None:
-        raw = self._raw_channel
-        if raw is None or raw.is_closed:
-            raw = await self._live_channel()
+        raw = await self._live_channel()
         # wait=False: no separate wait for the frames to be written; the confirm,
         # awaited here, comes after that anyway.
         await raw.basic_publish(
@@ -716,9 +717,7 @@ class RabbitMQBroker(Broker):
         )
 
     async def _publish_many(self, topic: str, messages: list[Message]) -> None:
-        raw = self._raw_channel
-        if raw is None or raw.is_closed:
-            raw = await self._live_channel()
+        raw = await self._live_channel()
         publish = raw.basic_publish
         properties = self._properties
         exchange = self._exchange_name
