@@ -208,19 +208,19 @@ class Row:
         }
 
 
+def _figure(value: float, unit: str) -> str:
+    if unit == THROUGHPUT:
+        return f"{value / 1000:.1f}k" if value >= 1000 else f"{value:.0f}"
+    return f"{value:,.0f}"
+
+
 def fmt(values: list[float], unit: str) -> str:
     if not values:
         return "-"
-
-    def one(v: float) -> str:
-        if unit == THROUGHPUT:
-            return f"{v / 1000:.1f}k" if v >= 1000 else f"{v:.0f}"
-        return f"{v:,.0f}"
-
-    med = one(statistics.median(values))
+    med = _figure(statistics.median(values), unit)
     if len(values) == 1:
         return f"{med} {unit}"
-    return f"{med} {unit} [{one(min(values))}-{one(max(values))}]"
+    return f"{med} {unit} [{_figure(min(values), unit)}-{_figure(max(values), unit)}]"
 
 
 HEADER = f"{'kind':<16} {'metric':<14} {'raw':<30} {'brokerkit':<30} {'bk/raw':>6}  target"
@@ -240,14 +240,10 @@ def format_row(row: Row) -> str:
 def _fmt_md(values: list[float], unit: str) -> str:
     if not values:
         return "-"
-
-    def one(v: float) -> str:
-        if unit == THROUGHPUT:
-            return f"{v / 1000:.1f}k" if v >= 1000 else f"{v:.0f}"
-        return f"{v:,.0f}"
-
-    med = one(statistics.median(values))
-    return med if len(values) == 1 else f"{med} ({one(min(values))}-{one(max(values))})"
+    med = _figure(statistics.median(values), unit)
+    if len(values) == 1:
+        return med
+    return f"{med} ({_figure(min(values), unit)}-{_figure(max(values), unit)})"
 
 
 def markdown_table(rows: list[Row]) -> str:

@@ -31,6 +31,7 @@ from brokerkit import (
     Message,
     PublishError,
     SubscribeError,
+    Subscription,
 )
 from brokerkit.plugins.nats import decode_message, encode_headers
 from brokerkit.testing.helpers import Collector, wait_until
@@ -111,6 +112,15 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 def _token() -> str:
     return "bkt" + uuid.uuid4().hex[:10]
+
+
+async def _delete_consumer(server: str, subscription: Subscription) -> None:
+    """Remove a durable test subscription's JetStream consumer from the stream BK_bk."""
+    nc = await nats.connect(server)
+    try:
+        await nc.jetstream().delete_consumer("BK_bk", subscription.consumer)  # type: ignore[attr-defined]
+    finally:
+        await nc.close()
 
 
 # --- authentication --------------------------------------------------------------------------
@@ -531,11 +541,7 @@ async def test_unsettled_messages_are_redelivered_at_once_after_unsubscribe(
         # (nats-server 2.9 may report attempt 1 here: it un-counts the redelivery it
         # first routed to the closed subscription's expired pull request.)
         await second.unsubscribe()
-        nc = await nats.connect(shared_server)
-        try:
-            await nc.jetstream().delete_consumer("BK_bk", second.consumer)  # type: ignore[attr-defined]
-        finally:
-            await nc.close()
+        await _delete_consumer(shared_server, second)
 
 
 async def _consumer_info(shared_server: str, consumer: str) -> object:
@@ -606,11 +612,7 @@ async def test_prefetched_messages_are_given_back_at_once_on_unsubscribe(
         assert sorted(again.bodies) == sorted(bodies)
         await again.assert_no_more(40, within=0.3)
         await second.unsubscribe()
-        nc = await nats.connect(shared_server)
-        try:
-            await nc.jetstream().delete_consumer("BK_bk", second.consumer)  # type: ignore[attr-defined]
-        finally:
-            await nc.close()
+        await _delete_consumer(shared_server, second)
 
 
 async def test_delivery_continues_after_pull_requests_expired(shared_server: str) -> None:
@@ -651,11 +653,7 @@ async def test_stuck_handlers_with_workers_give_everything_back_on_unsubscribe(
         await again.wait_for(30, timeout=10)
         assert sorted(again.bodies) == sorted(bodies)
         await second.unsubscribe()
-    nc = await nats.connect(shared_server)
-    try:
-        await nc.jetstream().delete_consumer("BK_bk", second.consumer)  # type: ignore[attr-defined]
-    finally:
-        await nc.close()
+    await _delete_consumer(shared_server, second)
 
 
 async def test_handler_cancelled_at_drain_timeout_keeps_the_connection_usable(
